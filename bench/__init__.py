@@ -1,0 +1,1 @@
+"""Benchmarks: they print and save numbers; tests never assert on speed."""

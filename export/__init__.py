@@ -1,0 +1,1 @@
+"""Export of restorers: ONNX (and, from issue 3 on, TensorRT engines)."""

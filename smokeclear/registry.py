@@ -1,0 +1,89 @@
+"""The restorer registry: one explicit entry per restorer.
+
+An entry names its network class, default config, shipped weights, training
+recipe and export settings by module path, so the registry imports without torch:
+a deployment box running TensorRT engines never needs the networks' code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smokeclear.errors import UserError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class RestorerSpec:
+    """What the rest of the program needs to know about one restorer.
+
+    Input contract for every restorer: RGB float in [0, 1], NCHW, H and W padded
+    by the runtime to a multiple the network reports (``input_multiple``).
+    """
+
+    name: str
+    summary: str
+    paper: str
+    network: str  # "module:Class" of the torch nn.Module
+    network_config: str  # "module:Class" of its frozen config dataclass
+    default_config: Path  # YAML with `network:` and `train:` sections
+    weights: Path  # shipped FP16 safetensors
+    recipe: str  # module with the training data, loss and evaluation of this restorer
+    # Module-name prefixes kept in FP32 in FP16 engines (normalisation, guided filters).
+    fp32_modules: tuple[str, ...] = ()
+
+
+REGISTRY: dict[str, RestorerSpec] = {}
+
+
+def register(spec: RestorerSpec) -> None:
+    if spec.name in REGISTRY:
+        raise ValueError(f"restorer {spec.name!r} is registered twice")
+    REGISTRY[spec.name] = spec
+
+
+register(
+    RestorerSpec(
+        name="desmoke",
+        summary="removes surgical smoke (Laplacian-pyramid U-Net)",
+        paper="desmoke-laplacian-pyramid-unet",
+        network="smokeclear.nets.desmoke:DesmokeNet",
+        network_config="smokeclear.nets.desmoke:DesmokeConfig",
+        default_config=PACKAGE_DIR / "configs" / "desmoke.yaml",
+        weights=PACKAGE_DIR / "weights" / "desmoke.safetensors",
+        recipe="smokeclear.train.desmoke",
+        fp32_modules=("pyramid", "guided_filter"),
+    )
+)
+
+
+def get_restorer(name: str) -> RestorerSpec:
+    """Look up one restorer by name, with a user-facing error for unknown names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UserError(
+            f"unknown restorer {name!r}",
+            f"Choose one of: {', '.join(sorted(REGISTRY))}.",
+        ) from None
+
+
+def parse_chain(text: str) -> list[RestorerSpec]:
+    """``"desmoke,lowlight"`` -> the specs in order (applied left to right)."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise UserError(
+            f"bad restorer list {text!r}",
+            "Give names separated by commas, e.g. --restorer desmoke.",
+        )
+    return [get_restorer(name) for name in names]
+
+
+def resolve(reference: str) -> Any:
+    """Import ``"package.module:Name"``."""
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)

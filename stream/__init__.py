@@ -1,0 +1,1 @@
+"""The real-time graph: sources, bounded queues, stage threads, presenter and sinks."""
