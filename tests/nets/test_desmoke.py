@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from smokeclear.nets.desmoke import DesmokeConfig, DesmokeNet
+from smokeclear.nets.wrappers import run_padded
+
+TINY = DesmokeConfig(width=4, max_channels=16)
+
+
+@pytest.mark.parametrize(("height", "width"), [(37, 53), (64, 32), (17, 100)])
+def test_desmoke_keeps_any_frame_size_when_padded(height, width):
+    net = DesmokeNet(TINY).eval()
+    with torch.no_grad():
+        out = run_padded(net, torch.rand(1, 3, height, width))
+    assert out.shape == (1, 3, height, width)
+
+
+def test_desmoke_architecture_follows_the_paper():
+    net = DesmokeNet(DesmokeConfig())
+    assert net.input_multiple == 32, "six levels = five downsamplings"
+    assert len(net.encoder) == 6 and len(net.decoder) == 5 and len(net.upsample) == 5
+    assert net.detail_levels == (1, 2, 3, 4), "D2..D5 enter encoder levels 2..5"
+    encoder_depth = len(net.encoder[1])
+    decoder_depth = len(net.decoder[0])
+    assert decoder_depth > encoder_depth, "the decoder is deeper than the encoder"
+    # Level 2 takes the pooled level-1 features plus the 3-channel detail layer.
+    assert net.encoder[1][0][0].in_channels == 8 + 3
+    assert not any(isinstance(m, torch.nn.MaxPool2d) and m.return_indices for m in net.modules())
+
+
+def test_desmoke_rejects_bad_input():
+    net = DesmokeNet(TINY)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        net(torch.rand(1, 3, 40, 64))
+    with pytest.raises(ValueError, match="RGB"):
+        net(torch.rand(1, 1, 64, 64))
+
+
+def test_desmoke_trains():
+    torch.manual_seed(0)
+    net = DesmokeNet(TINY)
+    optimizer = torch.optim.Adam(net.parameters(), 1e-2)
+    image = torch.rand(2, 3, 32, 32)
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.mse_loss(net(image), image)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 2, f"loss should fall when fitting one batch: {losses}"
+
+
+@pytest.mark.parametrize("field", ["width", "levels", "encoder_convs"])
+def test_config_validation(field):
+    with pytest.raises(ValueError):
+        DesmokeConfig(**{field: 0})
