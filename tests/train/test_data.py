@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from smokeclear.errors import UserError
+from smokeclear.train import data
+from smokeclear.train.desmoke import PairSampler
+
+
+def test_split_is_deterministic_and_roughly_70_10_20():
+    names = [f"frame_{i:04d}.png" for i in range(2000)]
+    splits = [data.split_of(name) for name in names]
+    assert splits == [data.split_of(name) for name in names]
+    shares = {s: splits.count(s) / len(splits) for s in ("train", "val", "test")}
+    assert shares["train"] == pytest.approx(0.7, abs=0.04)
+    assert shares["val"] == pytest.approx(0.1, abs=0.03)
+    assert shares["test"] == pytest.approx(0.2, abs=0.03)
+
+
+def test_scene_seeds_are_disjoint_between_splits():
+    seen = [set(seeds) for seeds in data.SCENE_SEEDS.values()]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+
+
+def test_clean_folders_load_by_split(tmp_path: Path):
+    for i in range(30):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), np.full((10, 12, 3), i, np.uint8))
+    counts = {s: len(data.load_clean_folders([tmp_path], s)) for s in ("train", "val", "test")}
+    assert sum(counts.values()) == 30 and all(counts.values())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no images"):
+        data.image_files(empty)
+    with pytest.raises(UserError, match="is not a folder"):
+        data.image_files(tmp_path / "missing")
+
+
+def test_random_crop_upscales_small_images(rng):
+    image = np.zeros((20, 30, 3), np.float32)
+    (crop,) = data.random_crop((image,), 64, rng)
+    assert crop.shape == (64, 64, 3)
+
+
+def test_pair_sampler_is_deterministic_and_adds_smoke():
+    from smokeclear.synthetic.scene import LaparoscopicScene
+
+    photos = [np.random.default_rng(0).random((80, 90, 3)).astype(np.float32) * 0.6]
+    scenes = [LaparoscopicScene(96, 64, seed=1)]
+    draws = []
+    for _ in range(2):
+        sampler = PairSampler(photos, scenes, 32, 0.5, np.random.default_rng(9))
+        draws.append(sampler.batch(6))
+    np.testing.assert_array_equal(draws[0][0].numpy(), draws[1][0].numpy())
+    smoky, clean = draws[0]
+    assert smoky.shape == clean.shape == (6, 3, 32, 32)
+    assert float((smoky - clean).mean()) > 0.01, "smoke brightens the scene on average"

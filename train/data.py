@@ -1,0 +1,91 @@
+"""Clean frames for synthetic degradations, and their train / validation / test split.
+
+Clean frames come from the synthetic laparoscopic scene (always available, and its
+seeds are split) and from folders of clean images the user points to (split by a
+hash of the file name, so the split is the same on every machine and run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from smokeclear.errors import UserError
+from smokeclear.synthetic.scene import LaparoscopicScene
+
+Split = Literal["train", "val", "test"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+#: Scene seeds per split: disjoint, so test frames are never trained on.
+SCENE_SEEDS: dict[Split, tuple[int, ...]] = {
+    "train": tuple(range(0, 8)),
+    "val": (1000, 1001),
+    "test": (2000, 2001, 2002, 2003),
+}
+
+
+def split_of(name: str) -> Split:
+    """Deterministic split of a file name: 20 % test, 10 % validation, 70 % train."""
+    bucket = int(hashlib.sha1(name.encode()).hexdigest(), 16) % 10
+    return "test" if bucket < 2 else "val" if bucket == 2 else "train"
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Sorted image files directly inside ``folder``, with a user-facing error if none."""
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder", "Pass a folder of clean images.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(
+            f"no images in {folder}",
+            f"Put {', '.join(IMAGE_SUFFIXES)} files in it, or leave the option out.",
+        )
+    return files
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as ``(H, W, 3)`` float32 RGB in [0, 1]."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"cannot read image {path}", "Check that the file is a readable image.")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+
+
+def load_clean_folders(folders: list[Path], split: Split) -> list[np.ndarray]:
+    """All images of ``split`` in ``folders``, as float32 RGB in [0, 1]."""
+    return [
+        read_rgb(path)
+        for folder in folders
+        for path in image_files(folder)
+        if split_of(path.name) == split
+    ]
+
+
+def scenes_for(split: Split, width: int, height: int) -> list[LaparoscopicScene]:
+    return [LaparoscopicScene(width, height, seed=seed) for seed in SCENE_SEEDS[split]]
+
+
+def bgr8_to_rgb(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 BGR -> float32 RGB in [0, 1]."""
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+
+
+def random_crop(
+    images: tuple[np.ndarray, ...], size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """The same random ``size x size`` crop of every image (upscaled first if smaller)."""
+    height, width = images[0].shape[:2]
+    if min(height, width) < size:
+        scale = size / min(height, width)
+        new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+        images = tuple(
+            cv2.resize(image, new_size, interpolation=cv2.INTER_LINEAR) for image in images
+        )
+        height, width = images[0].shape[:2]
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    return tuple(image[top : top + size, left : left + size] for image in images)

@@ -1,0 +1,213 @@
+"""A supervised training loop for paired restorers: Adam, early stopping, checkpoints.
+
+Follows the desmoke paper's recipe (Sec. 4.2): Adam and early stopping on
+validation PSNR with a patience and a minimum improvement. The paper keeps the
+learning rate fixed; ``plateau_patience`` > 0 halves it after that many epochs
+without improvement (off with 0). Checkpoints
+are safetensors (weights + JSON metadata) plus a small optimizer-state file read
+back with ``torch.load(weights_only=True)``: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from smokeclear.errors import UserError
+from smokeclear.nets.loading import read_weights, save_weights
+from smokeclear.registry import RestorerSpec
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # (degraded, clean), each (B, 3, H, W) RGB [0, 1]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    learning_rate: float
+    steps_per_epoch: int
+    max_epochs: int
+    patience: int
+    min_delta: float
+    plateau_patience: int = 0  # halve the learning rate after this many flat epochs; 0: off
+
+
+@dataclass(frozen=True)
+class FitResult:
+    best_weights: Path
+    best_psnr: float
+    epochs: int
+    stopped_early: bool
+    history: list[dict[str, float]]
+
+
+def batch_psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of clamped ``output`` against ``target``. ``(B, ...)`` -> ``(B,)``."""
+    mse = (output.clamp(0.0, 1.0) - target).pow(2).flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def validate(model: nn.Module, validation: Batch, batch_size: int = 16) -> float:
+    """Mean PSNR of ``model`` over the validation pairs."""
+    model.eval()
+    degraded, clean = validation
+    scores = [
+        batch_psnr(model(degraded[i : i + batch_size]), clean[i : i + batch_size])
+        for i in range(0, len(degraded), batch_size)
+    ]
+    return float(torch.cat(scores).mean())
+
+
+def fit(
+    model: nn.Module,
+    spec: RestorerSpec,
+    *,
+    batches_for_epoch: Callable[[int], Callable[[], Batch]],
+    validation: Batch,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    schedule: Schedule,
+    out_dir: Path,
+    metadata: dict[str, Any],
+    resume: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` until validation PSNR stops improving.
+
+    Args:
+        batches_for_epoch: epoch number -> a function returning the next training
+            batch. Seeding per epoch makes a resumed run draw the same data.
+        validation: fixed (degraded, clean) pairs for early stopping.
+        out_dir: receives ``last.safetensors``, ``last.state.pt`` and ``best.safetensors``.
+        metadata: recorded in every checkpoint (config, data recipe, ...).
+        resume: continue from ``out_dir/last.*``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.learning_rate)
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max",
+            factor=0.5,
+            patience=schedule.plateau_patience,
+            threshold=schedule.min_delta,
+            threshold_mode="abs",
+        )
+        if schedule.plateau_patience > 0
+        else None
+    )
+    start_epoch, best_psnr, bad_epochs = 0, -math.inf, 0
+    history: list[dict[str, float]] = []
+    if resume:
+        start_epoch, best_psnr, bad_epochs, history = _restore(model, optimizer, plateau, out_dir)
+        log.info("resumed at epoch %d (best validation PSNR %.2f dB)", start_epoch, best_psnr)
+
+    epoch = start_epoch
+    stopped_early = False
+    for epoch in range(start_epoch, schedule.max_epochs):
+        if bad_epochs >= schedule.patience:
+            stopped_early = True
+            break
+        next_batch = batches_for_epoch(epoch)
+        model.train()
+        started = time.monotonic()
+        running = 0.0
+        steps = _progress(schedule.steps_per_epoch, f"epoch {epoch + 1}", progress)
+        for step in steps:
+            degraded, clean = next_batch()
+            loss = loss_fn(model(degraded), clean)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.detach().item()
+            if hasattr(steps, "set_postfix") and step % 10 == 0:
+                steps.set_postfix(loss=f"{running / (step + 1):.5f}")
+        val_psnr = validate(model, validation)
+        if plateau is not None:
+            plateau.step(val_psnr)
+        improved = val_psnr > best_psnr + schedule.min_delta
+        bad_epochs = 0 if improved else bad_epochs + 1
+        best_psnr = max(best_psnr, val_psnr)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": running / schedule.steps_per_epoch,
+            "val_psnr": val_psnr,
+            "learning_rate": optimizer.param_groups[0]["lr"],
+            "seconds": time.monotonic() - started,
+        }
+        history.append(record)
+        log.info(
+            "epoch %d: loss %.5f, validation PSNR %.2f dB%s (%.0f s)",
+            epoch + 1,
+            record["train_loss"],
+            val_psnr,
+            " (best)" if improved else "",
+            record["seconds"],
+        )
+        checkpoint_metadata = {
+            **metadata,
+            "epoch": epoch + 1,
+            "val_psnr": val_psnr,
+            "history": history,
+        }
+        if improved:
+            save_weights(model, out_dir / "best.safetensors", spec, checkpoint_metadata)
+        save_weights(model, out_dir / "last.safetensors", spec, checkpoint_metadata)
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "plateau": plateau.state_dict() if plateau is not None else {},
+                "epoch": epoch + 1,
+                "best_psnr": best_psnr,
+                "bad_epochs": bad_epochs,
+                "history": history,
+            },
+            out_dir / "last.state.pt",
+        )
+    else:
+        epoch = schedule.max_epochs
+        stopped_early = bad_epochs >= schedule.patience
+    return FitResult(out_dir / "best.safetensors", best_psnr, epoch, stopped_early, history)
+
+
+def _restore(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None,
+    out_dir: Path,
+) -> tuple[int, float, int, list[dict[str, float]]]:
+    weights, state_path = out_dir / "last.safetensors", out_dir / "last.state.pt"
+    if not weights.is_file() or not state_path.is_file():
+        raise UserError(
+            f"nothing to resume in {out_dir} (no last.safetensors / last.state.pt)",
+            "Leave out --resume to start a new run, or point --out at an earlier run.",
+        )
+    tensors, _ = read_weights(weights)
+    model.load_state_dict(tensors)
+    try:
+        state = torch.load(state_path, weights_only=True)
+    except Exception as error:
+        raise UserError(
+            f"training state {state_path} is unreadable ({type(error).__name__})",
+            "Start a new run without --resume.",
+        ) from None
+    optimizer.load_state_dict(state["optimizer"])
+    if plateau is not None and state.get("plateau"):
+        plateau.load_state_dict(state["plateau"])
+    return state["epoch"], state["best_psnr"], state["bad_epochs"], list(state["history"])
+
+
+def _progress(total: int, description: str, enabled: bool) -> Any:
+    if not enabled:
+        return range(total)
+    from tqdm import tqdm
+
+    return tqdm(range(total), desc=description, leave=False, dynamic_ncols=True)
