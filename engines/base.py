@@ -1,0 +1,80 @@
+"""The engine interface and the CPU-side frame conversions every backend shares.
+
+Frames cross the engine boundary as ``(H, W, 3)`` uint8 BGR (OpenCV's layout) on
+the host. Inside, a restorer sees ``(1, 3, H', W')`` RGB float in [0, 1] with H'
+and W' padded (edge replicate) up to the network's input multiple; the output is
+cropped back and clamped on the way out.
+
+Lifecycle (Holoscan's): construct (store arguments only), ``start`` (load, warm up),
+``upload`` / ``infer`` / ``download`` per frame, ``close``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """Inference failed at run time (as opposed to a user error at start-up)."""
+
+
+class Engine(Protocol):
+    #: e.g. "onnxruntime-cpu", "torch-cuda-fp16"
+    name: str
+
+    def start(self, height: int, width: int) -> None:
+        """Load the model and warm it up for ``height x width`` frames."""
+
+    def upload(self, frame: np.ndarray) -> Any:
+        """``(H, W, 3)`` uint8 BGR host frame -> device tensor ``(1, 3, H', W')`` RGB [0, 1]."""
+
+    def infer(self, tensor: Any) -> Any:
+        """Run the restorer chain; returns a tensor like the input. Finished on return."""
+
+    def download(self, tensor: Any, height: int, width: int) -> np.ndarray:
+        """Device tensor -> ``(height, width, 3)`` uint8 BGR host frame (cropped, clamped)."""
+
+    def close(self) -> None:
+        """Release the model and device memory."""
+
+
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    return height + (-height % multiple), width + (-width % multiple)
+
+
+def bgr8_to_nchw(frame: np.ndarray, multiple: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 BGR -> ``(1, 3, H', W')`` float32 RGB in [0, 1], edge-padded."""
+    check_frame(frame)
+    height, width = frame.shape[:2]
+    padded_height, padded_width = padded_size(height, width, multiple)
+    rgb = frame[:, :, ::-1]
+    if (padded_height, padded_width) != (height, width):
+        rgb = np.pad(
+            rgb, ((0, padded_height - height), (0, padded_width - width), (0, 0)), mode="edge"
+        )
+    tensor = np.empty((1, 3, padded_height, padded_width), np.float32)
+    np.multiply(rgb.transpose(2, 0, 1), np.float32(1 / 255), out=tensor[0], casting="unsafe")
+    return tensor
+
+
+def nchw_to_bgr8(tensor: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(1, 3, H', W')`` float RGB -> ``(height, width, 3)`` uint8 BGR, clamped and rounded."""
+    image = tensor[0, ::-1, :height, :width].transpose(1, 2, 0)
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def check_frame(frame: np.ndarray) -> None:
+    if (
+        not isinstance(frame, np.ndarray)
+        or frame.dtype != np.uint8
+        or frame.ndim != 3
+        or frame.shape[2] != 3
+    ):
+        description = (
+            f"{frame.dtype} {frame.shape}"
+            if isinstance(frame, np.ndarray)
+            else type(frame).__name__
+        )
+        raise ValueError(f"engines take (H, W, 3) uint8 BGR frames, got {description}")

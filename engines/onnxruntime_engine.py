@@ -1,0 +1,94 @@
+"""onnxruntime backend: the CPU backend everywhere; CUDA / TensorRT providers when installed.
+
+The ONNX file carries ``input_multiple`` in its metadata (written by
+:mod:`smokeclear.export.onnx_export`), so this backend needs neither torch nor the
+network code.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from smokeclear.engines.base import EngineError, bgr8_to_nchw, nchw_to_bgr8
+from smokeclear.errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: Preference order among the providers this onnxruntime build offers.
+PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class OnnxRuntimeEngine:
+    def __init__(
+        self, model_path: Path, providers: tuple[str, ...] | None = None, threads: int | None = None
+    ) -> None:
+        self.model_path = model_path
+        self.requested_providers = providers
+        self.threads = threads
+        self.name = "onnxruntime"
+        self._session = None
+        self._input_name = ""
+        self.input_multiple = 1
+
+    def start(self, height: int, width: int) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        providers = [p for p in (self.requested_providers or PROVIDER_PREFERENCE) if p in available]
+        if not providers:
+            raise UserError(
+                f"none of the onnxruntime providers {self.requested_providers} is available "
+                f"(this build has {', '.join(available)})",
+                "Install onnxruntime-gpu for CUDA, or use --backend torch.",
+            )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        if not self.model_path.is_file():
+            raise UserError(
+                f"ONNX model {self.model_path} does not exist",
+                "Export it with `smokeclear export`, or check the path.",
+            )
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), options, providers=providers)
+        except Exception as error:
+            raise UserError(
+                f"ONNX model {self.model_path} cannot be loaded "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200]})",
+                "The file is corrupt or from an incompatible exporter: delete it and "
+                "re-export with `smokeclear export` (cached models are re-made on the next run).",
+            ) from None
+        metadata = self._session.get_modelmeta().custom_metadata_map
+        self.input_multiple = int(metadata.get("input_multiple", "1"))
+        self._input_name = self._session.get_inputs()[0].name
+        used = self._session.get_providers()[0]
+        self.name = "onnxruntime-" + {
+            "CPUExecutionProvider": "cpu",
+            "CUDAExecutionProvider": "cuda",
+            "TensorrtExecutionProvider": "tensorrt",
+        }.get(used, used)
+        log.debug("onnxruntime session on %s, input multiple %d", used, self.input_multiple)
+        self.download(
+            self.infer(self.upload(np.zeros((height, width, 3), np.uint8))), height, width
+        )
+
+    def upload(self, frame: np.ndarray) -> np.ndarray:
+        return bgr8_to_nchw(frame, self.input_multiple)
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            raise EngineError("engine used before start()")
+        try:
+            return self._session.run(None, {self._input_name: tensor})[0]
+        except Exception as error:
+            raise EngineError(f"onnxruntime inference failed: {error}") from error
+
+    def download(self, tensor: np.ndarray, height: int, width: int) -> np.ndarray:
+        return nchw_to_bgr8(tensor, height, width)
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,109 @@
+"""torch backend: CUDA FP16 (channels-last) on a GPU, FP32 on the CPU.
+
+On a GPU every stage of a frame runs on one CUDA stream owned by the engine, so the
+upload, the restorer and the conversion back are ordered without host round
+trips; ``infer`` synchronises that stream before it returns, so the graph's stage
+timestamps measure finished GPU work. The guided-filter pyramid inside the
+networks always computes in FP32, whatever the precision of the convolutions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smokeclear.engines.base import EngineError, check_frame
+
+log = logging.getLogger(__name__)
+
+
+class TorchEngine:
+    def __init__(
+        self, build_module: Callable[[], nn.Module], device: str = "cpu", half: bool | None = None
+    ) -> None:
+        """
+        Args:
+            build_module: returns the restorer chain (FP32, CPU, eval mode).
+            device: "cpu" or "cuda[:N]".
+            half: FP16 convolutions; default True on CUDA, False on the CPU.
+        """
+        self.build_module = build_module
+        self.device = torch.device(device)
+        self.half = self.device.type == "cuda" if half is None else half
+        precision = "fp16" if self.half else "fp32"
+        self.name = f"torch-{self.device.type}-{precision}"
+        self._module: nn.Module | None = None
+        self._stream: torch.cuda.Stream | None = None
+        self.input_multiple = 1
+
+    def start(self, height: int, width: int) -> None:
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise EngineError("CUDA requested but torch sees no CUDA device")
+        module = self.build_module().eval().to(self.device)
+        self.input_multiple = module.input_multiple
+        if self.half:
+            module = module.half()
+        if self.device.type == "cuda":
+            module = module.to(memory_format=torch.channels_last)
+            self._stream = torch.cuda.Stream(self.device)
+            torch.backends.cudnn.benchmark = True
+        self._module = module
+        warmup = np.zeros((height, width, 3), np.uint8)
+        for _ in range(3 if self.device.type == "cuda" else 1):
+            self.download(self.infer(self.upload(warmup)), height, width)
+
+    def _on_stream(self):
+        if self._stream is None:
+            return contextlib.nullcontext()
+        return torch.cuda.stream(self._stream)
+
+    @torch.inference_mode()
+    def upload(self, frame: np.ndarray) -> torch.Tensor:
+        check_frame(frame)
+        with self._on_stream():
+            host = torch.from_numpy(frame)
+            if self.device.type == "cuda":
+                host = host.pin_memory()
+            pixels = host.to(self.device, non_blocking=True)
+            # HWC BGR uint8 -> NCHW RGB float on the device.
+            tensor = pixels.permute(2, 0, 1).flip(0).unsqueeze(0)
+            tensor = tensor.to(torch.float16 if self.half else torch.float32).div_(255.0)
+            height, width = frame.shape[:2]
+            pad_bottom = -height % self.input_multiple
+            pad_right = -width % self.input_multiple
+            if pad_bottom or pad_right:
+                tensor = F.pad(tensor, (0, pad_right, 0, pad_bottom), mode="replicate")
+            if self.device.type == "cuda":
+                tensor = tensor.contiguous(memory_format=torch.channels_last)
+            return tensor
+
+    @torch.inference_mode()
+    def infer(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self._module is None:
+            raise EngineError("engine used before start()")
+        try:
+            with self._on_stream():
+                output = self._module(tensor)
+            if self._stream is not None:
+                self._stream.synchronize()
+        except Exception as error:
+            raise EngineError(f"torch inference failed: {error}") from error
+        return output
+
+    @torch.inference_mode()
+    def download(self, tensor: torch.Tensor, height: int, width: int) -> np.ndarray:
+        with self._on_stream():
+            image = tensor[0, :, :height, :width].flip(0).permute(1, 2, 0)
+            pixels = (image.float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
+            return pixels.cpu().numpy()
+
+    def close(self) -> None:
+        self._module = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

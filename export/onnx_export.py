@@ -1,0 +1,117 @@
+"""ONNX export with the dynamo exporter, dynamic H and W, checker and parity.
+
+H and W are declared as multiples of the network's input multiple
+(``Dim("h") * 32``), so one file serves every frame size the runtime pads to.
+The model's metadata records ``input_multiple`` and the restorer chain, which is
+all an onnxruntime or TensorRT runtime needs to feed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+INPUT_NAME = "image"
+OUTPUT_NAME = "restored"
+#: Largest frame the exported graph promises to accept, in multiples (64 * 32 = 2048 px
+#: for desmoke at full resolution; 4K needs divisor 2 or a larger bound).
+MAX_MULTIPLES = 128
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """ONNX Runtime against PyTorch on the same inputs."""
+
+    max_abs_error: float
+    psnr_db: float
+    inputs: int
+
+    def __str__(self) -> str:
+        return (
+            f"max |onnx - torch| = {self.max_abs_error:.2e}, "
+            f"PSNR {self.psnr_db:.1f} dB over {self.inputs} inputs"
+        )
+
+
+def export_onnx(module: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Export ``module`` (eval mode, FP32, CPU) to ``path`` and check the result.
+
+    Args:
+        module: a restorer (or chain) with an ``input_multiple`` attribute.
+        metadata: extra key/value strings stored in the model's metadata_props.
+    """
+    import onnx
+    from torch.export import Dim
+
+    module = module.eval()
+    multiple = module.input_multiple
+    sample = torch.rand(1, 3, 2 * multiple, 3 * multiple)
+    height = Dim("h", min=1, max=MAX_MULTIPLES)
+    width = Dim("w", min=1, max=MAX_MULTIPLES)
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            module,
+            (sample,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={INPUT_NAME: {2: multiple * height, 3: multiple * width}},
+            opset_version=OPSET,
+            verbose=False,
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".partial.onnx")
+    program.save(str(temporary))
+    model = onnx.load(str(temporary))
+    props = {"input_multiple": str(multiple), **metadata}
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(temporary))
+    temporary.replace(path)
+
+
+def check_parity(module: nn.Module, path: Path, inputs: list[torch.Tensor]) -> ParityReport:
+    """Run ``inputs`` through PyTorch and ONNX Runtime (CPU) and compare outputs."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst, squared, count = 0.0, 0.0, 0
+    for tensor in inputs:
+        with torch.inference_mode():
+            expected = module(tensor).numpy()
+        actual = session.run(None, {INPUT_NAME: tensor.numpy()})[0]
+        difference = (actual.astype(np.float64) - expected) ** 2
+        worst = max(worst, float(np.sqrt(difference.max())))
+        squared += float(difference.sum())
+        count += difference.size
+    mse = squared / max(count, 1)
+    return ParityReport(worst, math.inf if mse == 0 else 10 * math.log10(1 / mse), len(inputs))
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter logs optional-op registrations and deprecations a user cannot act on."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch._export", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
