@@ -1,0 +1,57 @@
+"""A folder of images as an offline source, in file-name order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from smokeclear.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageFolderSource:
+    live = False
+
+    def __init__(self, folder: Path, fps: float = 30.0) -> None:
+        self.folder = folder
+        self.fps = fps
+        self.name = str(folder)
+        self.files: list[Path] = []
+        self.width = self.height = 0
+        self._next = 0
+
+    def open(self) -> None:
+        self.files = sorted(
+            p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not self.files:
+            raise UserError(
+                f"no images in folder {self.folder}",
+                f"Put {', '.join(IMAGE_SUFFIXES)} files there.",
+            )
+        first = self._load(self.files[0])
+        self.height, self.width = first.shape[:2]
+        self._next = 0
+
+    def read(self) -> np.ndarray | None:
+        if self._next >= len(self.files):
+            return None
+        path = self.files[self._next]
+        self._next += 1
+        return self._load(path)
+
+    @staticmethod
+    def _load(path: Path) -> np.ndarray:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise UserError(
+                f"cannot read image {path}",
+                "Replace or remove that file (it is not a readable image).",
+            )
+        return image
+
+    def close(self) -> None:
+        pass

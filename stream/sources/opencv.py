@@ -1,0 +1,211 @@
+"""Cameras, network streams and video files through OpenCV (V4L2 and FFmpeg backends)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from smokeclear.errors import UserError
+from smokeclear.stream.sources import SourceLost
+
+#: Network streams: TCP for RTSP (no smeared frames from lost UDP packets), no
+#: demuxer buffering (latency), and time-outs so a dead camera does not hang a read.
+FFMPEG_LOW_LATENCY = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
+TIMEOUT_MS = 5000
+
+
+class CameraSource:
+    """A V4L2 device (``/dev/videoN``) or camera index (``N``). Live.
+
+    Args:
+        fourcc: capture format to ask for (``MJPG``, ``YUYV``, ``NV12``); OpenCV
+            converts every one of them to BGR. None keeps the driver's default.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        spec: str,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        fourcc: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.requested = (width, height, fps)
+        self.fourcc = fourcc
+        self.name = spec
+        self.width = self.height = 0
+        self.fps = 0.0
+        self._capture: cv2.VideoCapture | None = None
+        self._first: np.ndarray | None = None
+
+    def open(self) -> None:
+        if self.spec.startswith("/dev/"):
+            path = Path(self.spec)
+            if not path.exists():
+                raise UserError(
+                    f"camera {self.spec} not found",
+                    "Check the camera is plugged in (ls /dev/video*), or use --source synthetic.",
+                )
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise UserError(
+                    f"no permission to open camera {self.spec}",
+                    "Add your user to the video group (sudo usermod -aG video $USER) "
+                    "and log in again.",
+                )
+        target: int | str = int(self.spec) if self.spec.isdigit() else self.spec
+        backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        capture = cv2.VideoCapture(target, backend)
+        if not capture.isOpened():
+            raise UserError(
+                f"cannot open camera {self.spec}",
+                "Check that no other program is using it, and that it is a video capture device.",
+            )
+        if self.fourcc:
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+        width, height, fps = self.requested
+        if width and height:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if fps:
+            capture.set(cv2.CAP_PROP_FPS, fps)
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a backlog
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            capture.release()
+            raise UserError(
+                f"camera {self.spec} opened but delivers no frames",
+                "Check the cable and the capture format (--camera-format).",
+            )
+        self._capture, self._first = capture, frame
+        self.height, self.width = frame.shape[:2]
+        self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+
+    def read(self) -> np.ndarray | None:
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        if self._capture is None:
+            raise SourceLost(f"camera {self.spec} is closed")
+        ok, frame = self._capture.read()
+        if not ok or frame is None:
+            raise SourceLost(f"camera {self.spec} stopped delivering frames")
+        return frame
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class NetworkSource:
+    """An RTSP / RTMP / HTTP / UDP stream through FFmpeg. Live."""
+
+    live = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = redact_credentials(url)
+        self.width = self.height = 0
+        self.fps = 0.0
+        self._capture: cv2.VideoCapture | None = None
+        self._first: np.ndarray | None = None
+
+    def open(self) -> None:
+        # FFmpeg reads its options from the environment when the capture is created.
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", FFMPEG_LOW_LATENCY)
+        capture = cv2.VideoCapture(
+            self.url,
+            cv2.CAP_FFMPEG,
+            [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                TIMEOUT_MS,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                TIMEOUT_MS,
+            ],
+        )
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if not ok or frame is None:
+            capture.release()
+            raise UserError(
+                f"cannot receive the stream {self.name}",
+                "Check the URL, the network and that the stream is running (try it with ffplay).",
+            )
+        self._capture, self._first = capture, frame
+        self.height, self.width = frame.shape[:2]
+        self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+
+    def read(self) -> np.ndarray | None:
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        if self._capture is None:
+            raise SourceLost(f"stream {self.name} is closed")
+        ok, frame = self._capture.read()
+        if not ok or frame is None:
+            raise SourceLost(f"stream {self.name} stopped")
+        return frame
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class VideoFileSource:
+    """A video file: offline, every frame in order."""
+
+    live = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self.width = self.height = 0
+        self.fps = 0.0
+        self.frame_count = 0
+        self._capture: cv2.VideoCapture | None = None
+        self._first: np.ndarray | None = None
+
+    def open(self) -> None:
+        if not os.access(self.path, os.R_OK):
+            raise UserError(
+                f"cannot read {self.path} (permission denied)", "Check the file's permissions."
+            )
+        capture = cv2.VideoCapture(str(self.path))
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if not ok or frame is None:
+            capture.release()
+            raise UserError(
+                f"cannot decode video {self.path}",
+                "Check it is a video file FFmpeg can read (try ffprobe on it).",
+            )
+        self._capture, self._first = capture, frame
+        self.height, self.width = frame.shape[:2]
+        self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+    def read(self) -> np.ndarray | None:
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        if self._capture is None:
+            return None
+        ok, frame = self._capture.read()
+        return frame if ok else None
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+def redact_credentials(url: str) -> str:
+    """``rtsp://user:secret@host/x`` -> ``rtsp://***@host/x`` for logs."""
+    return re.sub(r"(://)[^/@]+@", r"\1***@", url)

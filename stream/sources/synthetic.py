@@ -1,0 +1,73 @@
+"""The synthetic laparoscopic scene as a live source, paced like a camera.
+
+Frame ``k`` is due at ``start + k / fps``. A reader that falls behind skips to
+the frame of the current time, as a real camera's frames are lost while nobody
+reads them; ``live=False`` instead hands out every frame as fast as asked (tests,
+benchmarks, offline rendering).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from smokeclear.synthetic.scene import LaparoscopicScene
+
+
+class SyntheticSource:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float = 30.0,
+        seed: int = 0,
+        live: bool = True,
+        max_frames: int | None = None,
+    ) -> None:
+        self.width, self.height, self.fps, self.seed = width, height, fps, seed
+        self.live = live
+        self.max_frames = max_frames
+        self.name = f"synthetic:{seed}"
+        self._scene: LaparoscopicScene | None = None
+        self._next_index = 0
+        self._start_ns = 0
+        self.skipped = 0
+
+    def open(self) -> None:
+        from smokeclear.errors import UserError
+
+        try:
+            self._scene = LaparoscopicScene(self.width, self.height, self.fps, self.seed)
+        except ValueError as error:
+            raise UserError(
+                f"cannot make the synthetic scene: {error}",
+                "Use a --size of at least 16x16 and a positive --fps.",
+            ) from None
+        self._next_index = 0
+        self._start_ns = time.monotonic_ns()
+
+    @property
+    def scene(self) -> LaparoscopicScene:
+        assert self._scene is not None, "source used before open()"
+        return self._scene
+
+    def read(self) -> np.ndarray | None:
+        index = self._next_index
+        if self.max_frames is not None and index >= self.max_frames:
+            return None
+        if self.live:
+            period_ns = 1e9 / self.fps
+            due_ns = self._start_ns + int(index * period_ns)
+            now = time.monotonic_ns()
+            if now < due_ns:
+                time.sleep((due_ns - now) / 1e9)
+            elif now - due_ns > period_ns:
+                current = int((now - self._start_ns) / period_ns)
+                self.skipped += current - index
+                index = current
+        self._next_index = index + 1
+        return self.scene.render(index).smoky
+
+    def close(self) -> None:
+        self._scene = None

@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from smokeclear.errors import UserError
+from smokeclear.stream.sinks import VideoRecorder, WindowSink
+
+
+def test_recorder_writes_every_frame_and_finalises(tmp_path: Path):
+    path = tmp_path / "out.avi"
+    recorder = VideoRecorder(path, lossless_queue=True)
+    recorder.start(32, 24, 30)
+    for value in range(20):
+        recorder.write(np.full((24, 32, 3), value * 10, np.uint8))
+    recorder.close()
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 20 and recorder.frames_written == 20
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("out.gif", "unknown video container"), ("missing/out.mp4", "does not exist")],
+)
+def test_recorder_rejects_bad_paths(tmp_path: Path, name, message):
+    with pytest.raises(UserError, match=message):
+        VideoRecorder(tmp_path / name)
+
+
+def test_window_without_display_is_a_user_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    with pytest.raises(UserError, match="no display"):
+        WindowSink().start(32, 24, 30)
