@@ -1,0 +1,3 @@
+from smokeclear.cli import main
+
+raise SystemExit(main())

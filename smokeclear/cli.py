@@ -1,0 +1,479 @@
+"""The ``smokeclear`` command line.
+
+``smokeclear [run]`` shows a live, restored view of a source (the default
+command); ``restore`` processes files offline; ``train``, ``eval`` and ``export``
+serve the ML engineer. Errors the user can fix print one line with the fix and
+exit with status 2; nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from smokeclear import __version__
+from smokeclear.errors import UserError
+
+log = logging.getLogger("smokeclear")
+
+COMMANDS = ("run", "restore", "train", "eval", "export")
+WORK_SCALES = {"1": 1, "1.0": 1, "0.5": 2, "0.25": 4}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Defaults by where the engine runs: what holds its frame budget there."""
+
+    width: int
+    height: int
+    fps: float
+    work_divisor: int
+
+
+#: GPU: 720p60 at full working resolution. CPU (2 cores measured): 640x360 with the
+#: network at half resolution and fast guided upsampling, at 15 fps.
+PROFILES = {"cuda": Profile(1280, 720, 60.0, 1), "cpu": Profile(640, 360, 15.0, 2)}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line, not usage plus error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message}", f"See `{self.prog} --help`.")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> ``(1280, 720)``."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise UserError(f"bad --size {text!r}", "Use WIDTHxHEIGHT, e.g. --size 1280x720.")
+    size = int(width), int(height)
+    if min(size) < 16 or max(size) > 8192:
+        raise UserError(f"--size {text} is out of range", "Use a size between 16x16 and 8192x8192.")
+    return size
+
+
+def parse_work_scale(text: str) -> int:
+    if text not in WORK_SCALES:
+        raise UserError(f"bad --work-scale {text!r}", "Use 1, 0.5 or 0.25.")
+    return WORK_SCALES[text]
+
+
+def parse_weights(entries: list[str], restorers: list[str]) -> dict[str, Path]:
+    """``--weights PATH`` (one restorer) or ``--weights NAME=PATH`` (chains)."""
+    weights: dict[str, Path] = {}
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep:
+            if len(restorers) != 1:
+                raise UserError(
+                    f"--weights {entry} is ambiguous for a chain",
+                    "Use --weights NAME=PATH for each restorer.",
+                )
+            name, path = restorers[0], entry
+        if name not in restorers:
+            raise UserError(
+                f"--weights given for {name}, which is not in --restorer",
+                f"Use one of: {', '.join(restorers)}.",
+            )
+        weights[name] = Path(path)
+    return weights
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="smokeclear",
+        description="Real-time surgical video desmoking. `smokeclear` alone runs the live "
+        "view on the built-in synthetic scene; `smokeclear run --help` lists its options.",
+    )
+    parser.add_argument("--version", action="version", version=f"smokeclear {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=Parser)
+
+    run = commands.add_parser(
+        "run", help="live restored view of a camera, stream or file (the default command)"
+    )
+    run.add_argument(
+        "--source",
+        default="synthetic",
+        help="synthetic[:SEED] (default), /dev/videoN, a camera index, a video "
+        "file, an image folder, or an rtsp:// / http(s):// URL",
+    )
+    _engine_arguments(run)
+    run.add_argument(
+        "--fps",
+        type=float,
+        help="frame-rate budget (default: 60 on a GPU, 15 on the CPU, or the camera's rate)",
+    )
+    run.add_argument(
+        "--budget-ms", type=float, help="capture-to-display deadline (default: one frame period)"
+    )
+    run.add_argument(
+        "--size",
+        help="output WIDTHxHEIGHT (default: 1280x720 on a GPU, 640x360 "
+        "on the CPU for the synthetic scene; the source's own size otherwise)",
+    )
+    run.add_argument(
+        "--display",
+        choices=("auto", "window", "none"),
+        default="auto",
+        help="auto: a window when a desktop is available",
+    )
+    run.add_argument("--view", choices=("processed", "side-by-side", "split"), default="processed")
+    run.add_argument("--record", type=Path, help="record the shown view to this video file")
+    run.add_argument("--max-frames", type=int, help="stop after this many captured frames")
+    run.add_argument(
+        "--camera-format",
+        choices=("MJPG", "YUYV", "NV12"),
+        help="capture format to ask a camera for",
+    )
+    run.add_argument("--json", type=Path, help="also write the run report as JSON here")
+
+    restore = commands.add_parser(
+        "restore", help="restore an image, a folder of images or a video file, offline, every frame"
+    )
+    restore.add_argument("input", type=Path)
+    restore.add_argument(
+        "output",
+        type=Path,
+        help=".png/.tif for an image, a folder for a folder, a video file "
+        "(.mp4, .avi, .mkv, .mov) for a video",
+    )
+    _engine_arguments(restore)
+
+    train = commands.add_parser("train", help="train a restorer on synthetic data")
+    train.add_argument("restorer")
+    train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
+    train.add_argument(
+        "--clean-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="folder of clean frames to degrade (repeatable; split by file name)",
+    )
+    train.add_argument("--config", type=Path, help="YAML with network: and train: sections")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--max-epochs", type=int)
+    train.add_argument("--steps-per-epoch", type=int)
+
+    evaluate = commands.add_parser("eval", help="evaluate a restorer on the held-out test set")
+    evaluate.add_argument("restorer")
+    evaluate.add_argument("--weights", type=Path, help="default: the shipped weights")
+    evaluate.add_argument(
+        "--clean-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="also test on the held-out images of this folder",
+    )
+    evaluate.add_argument("--frames-per-scene", type=int, default=10)
+    evaluate.add_argument("--json", type=Path, help="also write the table as JSON here")
+
+    export = commands.add_parser("export", help="export a restorer (chain) to ONNX")
+    export.add_argument("restorer", help="a restorer, a comma-separated chain, or `all`")
+    export.add_argument("--out", type=Path, required=True, help="output folder")
+    export.add_argument("--work-scale", default="1", help="1, 0.5 or 0.25 (default 1)")
+    export.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH")
+
+    for sub in (run, restore, train, evaluate, export):
+        sub.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--restorer",
+        default="desmoke",
+        help="a restorer or a comma-separated chain, applied left to right",
+    )
+    parser.add_argument("--backend", choices=("auto", "onnxruntime", "torch"), default="auto")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), help="default: the GPU when there is one"
+    )
+    parser.add_argument(
+        "--work-scale",
+        help="run the network at 1, 0.5 or 0.25 of the frame "
+        "size and guided-upsample back (default: 1 on a GPU, 0.5 on the CPU)",
+    )
+    parser.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="weights file instead of the shipped one",
+    )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def engine_request(args: argparse.Namespace, profile: Profile):
+    from smokeclear.registry import parse_chain
+    from smokeclear.runtime import EngineRequest
+
+    specs = parse_chain(args.restorer)
+    divisor = parse_work_scale(args.work_scale) if args.work_scale else profile.work_divisor
+    return EngineRequest(
+        restorers=tuple(specs),
+        backend=args.backend,
+        device=args.device,
+        work_divisor=divisor,
+        weights=parse_weights(args.weights, [s.name for s in specs]),
+    )
+
+
+def choose_profile(args: argparse.Namespace) -> Profile:
+    from smokeclear.engines.select import choose_backend
+
+    choice = choose_backend(args.backend, args.device)
+    return PROFILES[choice.device]
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from smokeclear.runtime import create_engine
+    from smokeclear.stream.graph import Graph, GraphSettings
+    from smokeclear.stream.sinks import NullSink, VideoRecorder, WindowSink, display_available
+    from smokeclear.stream.sources import open_source
+
+    profile = choose_profile(args)
+    if args.fps is not None and not 1 <= args.fps <= 1000:
+        raise UserError(f"--fps {args.fps} is out of range", "Use a rate between 1 and 1000.")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be at least 1", "Leave it out to run until stopped.")
+    size = parse_size(args.size) if args.size else None
+    synthetic = args.source.startswith("synthetic")
+    if size is None and synthetic:
+        size = (profile.width, profile.height)
+    request = engine_request(args, profile)
+    fps_request = args.fps or (profile.fps if synthetic else None)
+    source = open_source(args.source, *(size or (None, None)), fps=fps_request)
+    # Check the recording path before the engine is built (an export takes seconds).
+    recorder = VideoRecorder(args.record, lossless_queue=not source.live) if args.record else None
+    try:
+        width, height = size or (source.width, source.height)
+        fps = args.fps or (profile.fps if synthetic or not source.fps else source.fps)
+        if not source.live and args.fps is None and source.fps:
+            fps = source.fps
+        engine, choice = create_engine(request)
+        log.info(
+            "%s on %s %dx%d @ %g fps: %s backend (%s), network at %s resolution",
+            request.label,
+            source.name,
+            width,
+            height,
+            fps,
+            engine.name,
+            choice.reason,
+            {1: "full", 2: "half", 4: "quarter"}[request.work_divisor],
+        )
+        engine.start(height, width)
+        from smokeclear.runtime import engine_factory
+
+        factory = engine_factory(request)
+        sinks = []
+        if args.display == "window" or (args.display == "auto" and display_available()):
+            sinks.append(WindowSink())
+        elif args.display == "auto":
+            log.info("no display found: running headless (--display none)")
+        if recorder is not None:
+            sinks.append(recorder)
+        if not sinks:
+            sinks.append(NullSink())
+        settings = GraphSettings(
+            width=width,
+            height=height,
+            fps=fps,
+            budget_ms=args.budget_ms,
+            view=args.view,
+            max_frames=args.max_frames,
+            warmup_frames=max(10, round(fps)),
+        )
+        stop = threading.Event()
+        graph = Graph(source, engine, factory, sinks, settings, stop, choice.reason)
+        with stop_on_signals(stop):
+            report = graph.run()
+    finally:
+        source.close()
+    print(report.format())
+    if (
+        report.realtime
+        and report.counters.captured > 20
+        and report.counters.bypassed > report.counters.shown_processed
+    ):
+        infer = report.latency.get("infer")
+        spent = f" (inference p50 {infer.p50:.0f} ms)" if infer else ""
+        print(
+            f"hint: most frames were bypassed{spent} against a {report.budget_ms:.0f} ms "
+            "budget; try a smaller --size, --work-scale 0.5, a lower --fps or a GPU"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def command_restore(args: argparse.Namespace) -> int:
+    from smokeclear.restore import restore
+
+    profile = choose_profile(args)
+    restore(args.input, args.output, engine_request(args, profile))
+    return 0
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from smokeclear.registry import get_restorer, resolve
+
+    spec = get_restorer(args.restorer)
+    recipe = resolve(f"{spec.recipe}:train")
+    options_class = resolve(f"{spec.recipe}:TrainOptions")
+    result = recipe(
+        options_class(
+            out_dir=args.out,
+            clean_dirs=tuple(args.clean_dir),
+            config_path=args.config,
+            resume=args.resume,
+            max_epochs=args.max_epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            progress=sys.stderr.isatty(),
+        ),
+        spec,
+    )
+    print(
+        f"{spec.name}: best validation PSNR {result.best_psnr:.2f} dB after {result.epochs} "
+        f"epochs{' (early stop)' if result.stopped_early else ''}; weights in {args.out}"
+    )
+    return 0
+
+
+def command_eval(args: argparse.Namespace) -> int:
+    from smokeclear.registry import get_restorer, resolve
+
+    spec = get_restorer(args.restorer)
+    options = resolve(f"{spec.recipe}:EvalOptions")(
+        weights=args.weights,
+        clean_dirs=tuple(args.clean_dir),
+        frames_per_scene=args.frames_per_scene,
+        json_path=args.json,
+    )
+    rows = resolve(f"{spec.recipe}:evaluate")(options, spec)
+    print(resolve(f"{spec.recipe}:format_table")(rows))
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from smokeclear.export.onnx_export import check_parity, export_onnx
+    from smokeclear.registry import REGISTRY, parse_chain
+    from smokeclear.runtime import EngineRequest, build_chain
+
+    names = list(REGISTRY) if args.restorer == "all" else [args.restorer]
+    divisor = parse_work_scale(args.work_scale)
+    for name in names:
+        specs = parse_chain(name)
+        request = EngineRequest(
+            tuple(specs),
+            work_divisor=divisor,
+            weights=parse_weights(args.weights, [s.name for s in specs]),
+        )
+        module = build_chain(request)
+        path = args.out / f"{request.label}.onnx"
+        export_onnx(module, path, {"restorers": request.label, "smokeclear": __version__})
+        multiple = module.input_multiple
+        generator = torch.Generator().manual_seed(0)
+        inputs = [
+            torch.rand(1, 3, 2 * multiple, 3 * multiple, generator=generator),
+            torch.rand(1, 3, 4 * multiple, 2 * multiple, generator=generator),
+        ]
+        print(f"{path}: {check_parity(module, path, inputs)}")
+    return 0
+
+
+HANDLERS = {
+    "run": command_run,
+    "restore": command_restore,
+    "train": command_train,
+    "eval": command_eval,
+    "export": command_export,
+}
+
+
+class stop_on_signals:
+    """SIGINT / SIGTERM set ``stop`` (a clean shutdown); a second Ctrl-C exits at once."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, number: int, _: FrameType | None) -> None:
+        log.info("%s: stopping (finishing recordings)", signal.Signals(number).name)
+        self.stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> stop_on_signals:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = {
+            logging.WARNING: "warning: ",
+            logging.ERROR: "error: ",
+            logging.CRITICAL: "error: ",
+        }.get(record.levelno, "")
+        return f"smokeclear: {prefix}{record.getMessage()}"
+
+
+def configure_logging(verbose: bool) -> logging.Handler:
+    """Log to stderr as ``smokeclear: ...``; returns the handler so main() can remove it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logger = logging.getLogger("smokeclear")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    return handler
+
+
+def quiet_native_logs(verbose: bool) -> None:
+    """OpenCV and FFmpeg print their own lines on stderr ("moov atom not found"); the
+    user gets ours instead. Read when cv2 loads, so this runs before any cv2 import."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "INFO" if verbose else "ERROR")
+    # FFmpeg's av_log levels: -8 quiet, 24 warning.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24" if verbose else "-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_native_logs("-v" in argv or "--verbose" in argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "run")
+    handler = None
+    try:
+        args = build_parser().parse_args(argv)
+        handler = configure_logging(getattr(args, "verbose", False))
+        return HANDLERS[args.command](args)
+    except UserError as error:
+        print(f"smokeclear: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("smokeclear: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if handler is not None:
+            logging.getLogger("smokeclear").removeHandler(handler)

@@ -1,0 +1,146 @@
+"""Offline restoration of an image, a folder of images or a video: every frame.
+
+Uses the same engines as the live path, one frame at a time. Stills are written
+losslessly (PNG or TIFF); videos keep their frame rate (audio is not carried over).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from smokeclear.engines.base import Engine
+from smokeclear.errors import FrameFormatError, UserError
+from smokeclear.runtime import EngineRequest, create_engine
+from smokeclear.stream.sinks import CODECS
+from smokeclear.stream.sources import to_bgr8
+from smokeclear.stream.sources.folder import IMAGE_SUFFIXES
+from smokeclear.stream.sources.opencv import VideoFileSource
+
+log = logging.getLogger(__name__)
+
+LOSSLESS_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
+    """Restore ``input_path`` into ``output_path``; returns the number of frames written."""
+    if not input_path.exists():
+        raise UserError(f"input {input_path} does not exist", "Check the path.")
+    if input_path.is_dir():
+        kind = "folder"
+        files = sorted(p for p in input_path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(
+                f"no images in {input_path}", f"Put {', '.join(IMAGE_SUFFIXES)} files there."
+            )
+        if output_path.exists() and not output_path.is_dir():
+            raise UserError(
+                f"output {output_path} is a file, but the input is a folder",
+                "Give a folder (it is created if missing).",
+            )
+    elif input_path.suffix.lower() in IMAGE_SUFFIXES:
+        kind = "image"
+        if output_path.suffix.lower() not in LOSSLESS_SUFFIXES:
+            raise UserError(
+                f"output {output_path.name} is not a lossless still format",
+                "Write stills as .png (or .tif), e.g. restored.png.",
+            )
+    else:
+        kind = "video"
+        if output_path.suffix.lower() not in CODECS:
+            raise UserError(
+                f"output {output_path.name} is not a video container",
+                f"Use one of: {', '.join(CODECS)}.",
+            )
+    engine, choice = create_engine(request)
+    log.info(
+        "restoring %s %s with %s on %s (%s)",
+        kind,
+        input_path,
+        request.label,
+        engine.name,
+        choice.reason,
+    )
+    started = time.monotonic()
+    if kind == "image":
+        count = _restore_stills(engine, [input_path], lambda _: output_path)
+    elif kind == "folder":
+        output_path.mkdir(parents=True, exist_ok=True)
+        count = _restore_stills(engine, files, lambda p: output_path / f"{p.stem}.png")
+    else:
+        count = _restore_video(engine, input_path, output_path)
+    seconds = time.monotonic() - started
+    log.info(
+        "%d frame(s) written to %s in %.1f s (%.1f fps)",
+        count,
+        output_path,
+        seconds,
+        count / seconds if seconds else 0.0,
+    )
+    engine.close()
+    return count
+
+
+def _run(engine: Engine, image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    return engine.download(engine.infer(engine.upload(image)), height, width)
+
+
+def _restore_stills(engine: Engine, files: list[Path], target) -> int:
+    started_at: tuple[int, int] | None = None
+    for path in files:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise UserError(f"cannot read image {path}", "Check that it is a readable image.")
+        try:
+            image = to_bgr8(raw)
+        except FrameFormatError as error:
+            raise UserError(
+                f"image {path} cannot be used: {error}",
+                "Convert it to 8- or 16-bit grey, RGB or RGBA.",
+            ) from None
+        if started_at != image.shape[:2]:
+            engine.start(*image.shape[:2])
+            started_at = image.shape[:2]
+        out = target(path)
+        if not cv2.imwrite(str(out), _run(engine, image)):
+            raise UserError(f"cannot write {out}", "Check that the folder exists and is writable.")
+    return len(files)
+
+
+def _restore_video(engine: Engine, input_path: Path, output_path: Path) -> int:
+    if not output_path.parent.is_dir():
+        raise UserError(
+            f"folder {output_path.parent} does not exist",
+            "Create it or choose another output path.",
+        )
+    source = VideoFileSource(input_path)
+    source.open()
+    fps = source.fps or 30.0
+    fourcc = cv2.VideoWriter_fourcc(*CODECS[output_path.suffix.lower()])
+    writer = cv2.VideoWriter(str(output_path), fourcc, fps, (source.width, source.height))
+    if not writer.isOpened():
+        source.close()
+        raise UserError(
+            f"cannot open {output_path} for writing",
+            "Check the folder is writable and the container is supported.",
+        )
+    engine.start(source.height, source.width)
+    count = 0
+    try:
+        while (raw := source.read()) is not None:
+            image = to_bgr8(raw)
+            if image.shape[:2] != (source.height, source.width):
+                image = cv2.resize(image, (source.width, source.height))
+            writer.write(_run(engine, image))
+            count += 1
+            if count % 100 == 0:
+                log.info("%d frames", count)
+    finally:
+        writer.release()  # finalise the file even when interrupted
+        source.close()
+    return count

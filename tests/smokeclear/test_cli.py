@@ -1,0 +1,251 @@
+"""The command line end to end, on the synthetic scene and on files, and its bad inputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from smokeclear.cli import main
+
+
+def frame_count(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def test_live_run_on_the_synthetic_scene_records_and_summarises(tmp_path, capsys, tiny_weights):
+    out = tmp_path / "demo.mp4"
+    code = main(
+        [
+            "--display",
+            "none",
+            "--record",
+            str(out),
+            "--size",
+            "64x48",
+            "--fps",
+            "30",
+            "--max-frames",
+            "45",
+            "--backend",
+            "torch",
+            "--weights",
+            str(tiny_weights),
+            "--view",
+            "side-by-side",
+            "--json",
+            str(tmp_path / "report.json"),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "captured 45" in printed and "p99" in printed and "end to end" in printed
+    shown = frame_count(out)
+    assert 35 <= shown <= 45, f"the recording holds the shown frames ({shown})"
+    assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_WIDTH) == 128, "side-by-side"
+    assert '"captured": 45' in (tmp_path / "report.json").read_text()
+
+
+def test_default_backend_on_cpu_uses_onnxruntime(tmp_path, capsys, tiny_weights):
+    code = main(
+        [
+            "--display",
+            "none",
+            "--size",
+            "64x64",
+            "--max-frames",
+            "10",
+            "--fps",
+            "20",
+            "--weights",
+            str(tiny_weights),
+            "--work-scale",
+            "1",
+        ]
+    )
+    assert code == 0
+    assert "onnxruntime-cpu" in capsys.readouterr().out
+
+
+def test_a_video_file_is_processed_completely(tmp_path, capsys, tiny_weights):
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for value in range(17):
+        writer.write(np.full((48, 64, 3), 10 * value, np.uint8))
+    writer.release()
+    out = tmp_path / "out.avi"
+    assert (
+        main(
+            [
+                "--source",
+                str(clip),
+                "--display",
+                "none",
+                "--record",
+                str(out),
+                "--backend",
+                "torch",
+                "--weights",
+                str(tiny_weights),
+            ]
+        )
+        == 0
+    )
+    assert "processed 17" in capsys.readouterr().out
+    assert frame_count(out) == 17
+
+
+def test_restore_image_folder_and_video(tmp_path, tiny_weights):
+    from smokeclear.synthetic.scene import LaparoscopicScene
+
+    scene = LaparoscopicScene(70, 50, seed=4)
+    image = tmp_path / "smoky.png"
+    cv2.imwrite(str(image), scene.render(30).smoky)
+    common = ["--backend", "torch", "--weights", str(tiny_weights)]
+    assert main(["restore", str(image), str(tmp_path / "restored.png"), *common]) == 0
+    restored = cv2.imread(str(tmp_path / "restored.png"))
+    assert restored.shape == (50, 70, 3)
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"f{i}.jpg"), scene.render(i).smoky)
+    assert main(["restore", str(folder), str(tmp_path / "restored"), *common]) == 0
+    assert sorted(p.name for p in (tmp_path / "restored").iterdir()) == [
+        "f0.png",
+        "f1.png",
+        "f2.png",
+    ]
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (70, 50))
+    for i in range(9):
+        writer.write(scene.render(i).smoky)
+    writer.release()
+    assert main(["restore", str(clip), str(tmp_path / "restored.mp4"), *common]) == 0
+    assert frame_count(tmp_path / "restored.mp4") == 9
+
+
+def test_restore_matches_the_engine_exactly(tmp_path, tiny_weights):
+    """Stills are lossless: the PNG holds exactly what the engine produced."""
+    from smokeclear.registry import get_restorer
+    from smokeclear.runtime import EngineRequest, create_engine
+    from smokeclear.synthetic.scene import LaparoscopicScene
+
+    frame = LaparoscopicScene(64, 48, seed=1).render(12).smoky
+    cv2.imwrite(str(tmp_path / "in.png"), frame)
+    main(
+        [
+            "restore",
+            str(tmp_path / "in.png"),
+            str(tmp_path / "out.png"),
+            "--backend",
+            "torch",
+            "--weights",
+            str(tiny_weights),
+            "--work-scale",
+            "1",
+        ]
+    )
+    engine, _ = create_engine(
+        EngineRequest(
+            (get_restorer("desmoke"),), backend="torch", weights={"desmoke": tiny_weights}
+        )
+    )
+    engine.start(48, 64)
+    expected = engine.download(engine.infer(engine.upload(frame)), 48, 64)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "out.png")), expected)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--source", "/dev/video99"], "camera /dev/video99 not found"),
+        (["--source", "missing.mp4"], "source 'missing.mp4' not found"),
+        (["--size", "1280by720"], "bad --size '1280by720'"),
+        (["--size", "8x8"], "out of range"),
+        (["--restorer", "desmok"], "unknown restorer 'desmok'"),
+        (["--weights", "CORRUPT"], "corrupt or not a safetensors file"),
+        (["--weights", "nope.safetensors"], "does not exist"),
+        (["--work-scale", "0.3"], "bad --work-scale"),
+        (["--no-such-flag"], "unrecognized arguments"),
+        (["--record", "out.gif"], "unknown video container"),
+        (["restore", "nothing.png", "out.png"], "does not exist"),
+        (["restore", "image.png", "out.jpg"], "not a lossless still format"),
+        (["train", "desmoke", "--out", "x", "--config", "BADCONFIG"], "unknown key 'widht'"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CORRUPT").write_bytes(b"\x00" * 64)
+    cv2.imwrite(str(tmp_path / "image.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "BADCONFIG").write_text("network:\n  widht: 8\n")
+    code = main([*argv, "--display", "none"] if argv[0].startswith("--") else argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("smokeclear: error: "), err
+    assert message in err[0] and "Traceback" not in err[0]
+
+
+def test_unreadable_file_in_the_installed_command(tmp_path):
+    """The real console entry point: one line on stderr, no traceback, status 2."""
+    locked = tmp_path / "clip.mp4"
+    locked.write_bytes(b"not a video")
+    result = subprocess.run(
+        [sys.executable, "-m", "smokeclear", "--source", str(locked), "--display", "none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"smokeclear: error: cannot decode video {locked}. Check it is a video file FFmpeg "
+        "can read (try ffprobe on it)."
+    ]
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_cleanly_and_finalise_the_recording(tmp_path, tiny_weights, signal_number):
+    out = tmp_path / "live.mp4"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smokeclear",
+            "--display",
+            "none",
+            "--size",
+            "64x48",
+            "--backend",
+            "torch",
+            "--weights",
+            str(tiny_weights),
+            "--record",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 90
+    while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal_number)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "stopped by stop request" in stdout
+    assert frame_count(out) > 5, "the recording was finalised and is playable"
