@@ -163,6 +163,12 @@ def build_parser() -> Parser:
     )
     train.add_argument("--config", type=Path, help="YAML with network: and train: sections")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument(
+        "--init",
+        type=Path,
+        metavar="WEIGHTS",
+        help="start from these weights, e.g. the shipped ones to fine-tune",
+    )
     train.add_argument("--max-epochs", type=int)
     train.add_argument("--steps-per-epoch", type=int)
 
@@ -341,6 +347,7 @@ def command_train(args: argparse.Namespace) -> int:
             clean_dirs=tuple(args.clean_dir),
             config_path=args.config,
             resume=args.resume,
+            init_weights=args.init,
             max_epochs=args.max_epochs,
             steps_per_epoch=args.steps_per_epoch,
             progress=sys.stderr.isatty(),

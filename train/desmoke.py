@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from smokeclear.config import load_config, to_mapping
 from smokeclear.nets.loading import build_network, load_restorer, save_weights
 from smokeclear.nets.wrappers import run_padded
-from smokeclear.registry import RestorerSpec, get_restorer
+from smokeclear.registry import RestorerSpec, get_restorer, resolve
 from smokeclear.synthetic.smoke import (
     DENSITY_OPACITY,
     cloud_density,
@@ -68,6 +68,7 @@ class TrainOptions:
     clean_dirs: tuple[Path, ...] = ()
     config_path: Path | None = None
     resume: bool = False
+    init_weights: Path | None = None  # start from these weights (fine-tuning)
     max_epochs: int | None = None
     steps_per_epoch: int | None = None
     progress: bool = True
@@ -130,7 +131,6 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
     """Train desmoke and write ``out_dir/desmoke.safetensors`` (FP16, ready to ship)."""
     spec = spec or get_restorer("desmoke")
     config_path = options.config_path or spec.default_config
-    network_config = load_config(type(build_network(spec).config), config_path, section="network")
     config = load_config(DesmokeTrainConfig, config_path, section="train")
     schedule = Schedule(
         learning_rate=config.learning_rate,
@@ -141,7 +141,13 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
         plateau_patience=config.plateau_patience,
     )
     torch.manual_seed(config.seed)
-    model = build_network(spec, network_config)
+    if options.init_weights is not None:
+        model = load_restorer(spec, options.init_weights)  # its own network config
+        log.info("starting from %s", options.init_weights)
+    else:
+        network_class = resolve(spec.network_config)
+        model = build_network(spec, load_config(network_class, config_path, section="network"))
+    network_config = model.config
     photos = data.load_clean_folders(list(options.clean_dirs), "train")
     scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
     validation = _validation_set(config, list(options.clean_dirs))
@@ -175,6 +181,7 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
             "scene_seeds": list(data.SCENE_SEEDS["train"]),
             "clean_dirs": [str(p) for p in options.clean_dirs],
             "clean_photos": len(photos),
+            "init_weights": str(options.init_weights) if options.init_weights else None,
             "split": "sha1(file name) % 10: 0-1 test, 2 validation, 3-9 train",
         },
         "loss": "mse",

@@ -35,3 +35,21 @@ def test_train_runs_end_to_end_and_writes_fp16_weights(tmp_path: Path):
     tensors, metadata = read_weights(tmp_path / "run" / "desmoke.safetensors")
     assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
     assert "data_recipe" in metadata and "train_config" in metadata
+
+
+def test_fine_tuning_starts_from_given_weights(tmp_path: Path, tiny_weights: Path):
+    from smokeclear.nets.loading import weights_metadata
+
+    config = tmp_path / "short.yaml"
+    config.write_text(
+        "train: {patch_size: 64, batch_size: 2, steps_per_epoch: 1, max_epochs: 1,"
+        " validation_size: 2}\n"
+    )
+    desmoke.train(
+        desmoke.TrainOptions(
+            out_dir=tmp_path / "run", config_path=config, init_weights=tiny_weights, progress=False
+        )
+    )
+    metadata = weights_metadata(tmp_path / "run" / "desmoke.safetensors")
+    assert metadata["network_config"]["width"] == 4, "the network comes from the init file"
+    assert metadata["data_recipe"]["init_weights"] == str(tiny_weights)
