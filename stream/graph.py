@@ -227,7 +227,7 @@ class Graph:
     # ------------------------------------------------------------------ threads
 
     def _start_threads(self) -> None:
-        self._spawn("capture", self._capture)
+        self._spawn("capture", self._capture)  # first: _shutdown relies on it
         self._spawn("preprocess", self._stage, self.to_preprocess, self.to_infer, self._preprocess)
         self._spawn(
             "postprocess", self._stage, self.to_postprocess, self.processed, self._postprocess
@@ -457,22 +457,26 @@ class Graph:
 
     # ------------------------------------------------------------------ shutdown
 
-    def _shutdown(self) -> None:
-        for queue in (
+    @property
+    def _queues(self) -> tuple[BoundedQueue[Frame], ...]:
+        return (
             self.to_preprocess,
             self.to_infer,
             self.to_postprocess,
             self.processed,
             self.captured,
-        ):
+        )
+
+    def _shutdown(self) -> None:
+        for queue in self._queues:
             queue.close()
         for thread in self._threads:
             thread.join(timeout=2.0)
         worker = self.infer_worker
         if worker is not None:
             worker.thread.join(timeout=2.0)
-        capture = next(t for t in self._threads if t.name == "capture") if self._threads else None
         # Never close a capture device under a thread still reading it.
+        capture = self._threads[0] if self._threads else None
         if capture is None or not capture.is_alive():
             self.source.close()
         else:
@@ -488,13 +492,7 @@ class Graph:
                 "high_water": queue.high_water,
                 "dropped": queue.dropped,
             }
-            for queue in (
-                self.to_preprocess,
-                self.to_infer,
-                self.to_postprocess,
-                self.processed,
-                self.captured,
-            )
+            for queue in self._queues
             if queue.put_count
         }
         return RunReport(

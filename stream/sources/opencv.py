@@ -19,7 +19,61 @@ FFMPEG_LOW_LATENCY = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
 TIMEOUT_MS = 5000
 
 
-class CameraSource:
+class OpenedCapture:
+    """A ``cv2.VideoCapture`` whose first frame was read to prove it delivers.
+
+    The first frame is handed out by the first :meth:`read`, so nothing is lost.
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, first: np.ndarray) -> None:
+        self.capture = capture
+        self.height, self.width = first.shape[:2]
+        self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        self._first: np.ndarray | None = first
+
+    def read(self) -> np.ndarray | None:
+        """The next frame, or None when the capture delivers none."""
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        ok, frame = self.capture.read()
+        return frame if ok and frame is not None else None
+
+    def release(self) -> None:
+        self.capture.release()
+
+
+def open_capture(capture: cv2.VideoCapture, failure: UserError) -> OpenedCapture:
+    """Probe ``capture`` with one read; release it and raise ``failure`` if it fails."""
+    ok, frame = capture.read() if capture.isOpened() else (False, None)
+    if not ok or frame is None:
+        capture.release()
+        raise failure
+    return OpenedCapture(capture, frame)
+
+
+class _CaptureSource:
+    """What the OpenCV sources share: size and rate from the probe, reading, closing."""
+
+    name: str
+    width = height = 0
+    fps = 0.0
+    _opened: OpenedCapture | None = None
+
+    def _use(self, opened: OpenedCapture) -> None:
+        self._opened = opened
+        self.width, self.height, self.fps = opened.width, opened.height, opened.fps
+
+    def _next(self) -> np.ndarray | None:
+        return self._opened.read() if self._opened is not None else None
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.release()
+            self._opened = None
+
+
+class CameraSource(_CaptureSource):
     """A V4L2 device (``/dev/videoN``) or camera index (``N``). Live.
 
     Args:
@@ -41,10 +95,6 @@ class CameraSource:
         self.requested = (width, height, fps)
         self.fourcc = fourcc
         self.name = spec
-        self.width = self.height = 0
-        self.fps = 0.0
-        self._capture: cv2.VideoCapture | None = None
-        self._first: np.ndarray | None = None
 
     def open(self) -> None:
         if self.spec.startswith("/dev/"):
@@ -77,35 +127,24 @@ class CameraSource:
         if fps:
             capture.set(cv2.CAP_PROP_FPS, fps)
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a backlog
-        ok, frame = capture.read()
-        if not ok or frame is None:
-            capture.release()
-            raise UserError(
-                f"camera {self.spec} opened but delivers no frames",
-                "Check the cable and the capture format (--camera-format).",
+        self._use(
+            open_capture(
+                capture,
+                UserError(
+                    f"camera {self.spec} opened but delivers no frames",
+                    "Check the cable and the capture format (--camera-format).",
+                ),
             )
-        self._capture, self._first = capture, frame
-        self.height, self.width = frame.shape[:2]
-        self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        )
 
     def read(self) -> np.ndarray | None:
-        if self._first is not None:
-            frame, self._first = self._first, None
-            return frame
-        if self._capture is None:
-            raise SourceLost(f"camera {self.spec} is closed")
-        ok, frame = self._capture.read()
-        if not ok or frame is None:
+        frame = self._next()
+        if frame is None:
             raise SourceLost(f"camera {self.spec} stopped delivering frames")
         return frame
 
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
-
-class NetworkSource:
+class NetworkSource(_CaptureSource):
     """An RTSP / RTMP / HTTP / UDP stream through FFmpeg. Live."""
 
     live = True
@@ -113,10 +152,6 @@ class NetworkSource:
     def __init__(self, url: str) -> None:
         self.url = url
         self.name = redact_credentials(url)
-        self.width = self.height = 0
-        self.fps = 0.0
-        self._capture: cv2.VideoCapture | None = None
-        self._first: np.ndarray | None = None
 
     def open(self) -> None:
         # FFmpeg reads its options from the environment when the capture is created.
@@ -131,35 +166,25 @@ class NetworkSource:
                 TIMEOUT_MS,
             ],
         )
-        ok, frame = capture.read() if capture.isOpened() else (False, None)
-        if not ok or frame is None:
-            capture.release()
-            raise UserError(
-                f"cannot receive the stream {self.name}",
-                "Check the URL, the network and that the stream is running (try it with ffplay).",
+        self._use(
+            open_capture(
+                capture,
+                UserError(
+                    f"cannot receive the stream {self.name}",
+                    "Check the URL, the network and that the stream is running "
+                    "(try it with ffplay).",
+                ),
             )
-        self._capture, self._first = capture, frame
-        self.height, self.width = frame.shape[:2]
-        self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        )
 
     def read(self) -> np.ndarray | None:
-        if self._first is not None:
-            frame, self._first = self._first, None
-            return frame
-        if self._capture is None:
-            raise SourceLost(f"stream {self.name} is closed")
-        ok, frame = self._capture.read()
-        if not ok or frame is None:
+        frame = self._next()
+        if frame is None:
             raise SourceLost(f"stream {self.name} stopped")
         return frame
 
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
-
-class VideoFileSource:
+class VideoFileSource(_CaptureSource):
     """A video file: offline, every frame in order."""
 
     live = False
@@ -167,43 +192,26 @@ class VideoFileSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = str(path)
-        self.width = self.height = 0
-        self.fps = 0.0
         self.frame_count = 0
-        self._capture: cv2.VideoCapture | None = None
-        self._first: np.ndarray | None = None
 
     def open(self) -> None:
         if not os.access(self.path, os.R_OK):
             raise UserError(
                 f"cannot read {self.path} (permission denied)", "Check the file's permissions."
             )
-        capture = cv2.VideoCapture(str(self.path))
-        ok, frame = capture.read() if capture.isOpened() else (False, None)
-        if not ok or frame is None:
-            capture.release()
-            raise UserError(
-                f"cannot decode video {self.path}",
-                "Check it is a video file FFmpeg can read (try ffprobe on it).",
+        self._use(
+            open_capture(
+                cv2.VideoCapture(str(self.path)),
+                UserError(
+                    f"cannot decode video {self.path}",
+                    "Check it is a video file FFmpeg can read (try ffprobe on it).",
+                ),
             )
-        self._capture, self._first = capture, frame
-        self.height, self.width = frame.shape[:2]
-        self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-        self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        )
+        self.frame_count = int(self._opened.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
     def read(self) -> np.ndarray | None:
-        if self._first is not None:
-            frame, self._first = self._first, None
-            return frame
-        if self._capture is None:
-            return None
-        ok, frame = self._capture.read()
-        return frame if ok else None
-
-    def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
+        return self._next()
 
 
 def redact_credentials(url: str) -> str:
