@@ -131,6 +131,9 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
     """Train desmoke and write ``out_dir/desmoke.safetensors`` (FP16, ready to ship)."""
     spec = spec or get_restorer("desmoke")
     config_path = options.config_path or spec.default_config
+    network_config = None
+    if options.init_weights is None:  # else the network comes from the weights file
+        network_config = load_config(resolve(spec.network_config), config_path, "network")
     config = load_config(DesmokeTrainConfig, config_path, section="train")
     schedule = Schedule(
         learning_rate=config.learning_rate,
@@ -141,12 +144,11 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
         plateau_patience=config.plateau_patience,
     )
     torch.manual_seed(config.seed)
-    if options.init_weights is not None:
-        model = load_restorer(spec, options.init_weights)  # its own network config
+    if network_config is None:
+        model = load_restorer(spec, options.init_weights)
         log.info("starting from %s", options.init_weights)
     else:
-        network_class = resolve(spec.network_config)
-        model = build_network(spec, load_config(network_class, config_path, section="network"))
+        model = build_network(spec, network_config)
     network_config = model.config
     photos = data.load_clean_folders(list(options.clean_dirs), "train")
     scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
