@@ -122,11 +122,5 @@ def create_engine(request: EngineRequest) -> tuple[Engine, BackendChoice]:
 
 
 def engine_factory(request: EngineRequest) -> Callable[[], Engine]:
-    """A function making fresh engines of the same kind (for recovery after a hang)."""
-    engine, _ = create_engine(request)
-    made = [engine]
-
-    def make() -> Engine:
-        return made.pop() if made else create_engine(request)[0]
-
-    return make
+    """A function making fresh, unstarted engines of the same kind (recovery after a hang)."""
+    return lambda: create_engine(request)[0]
