@@ -53,3 +53,15 @@ def test_fine_tuning_starts_from_given_weights(tmp_path: Path, tiny_weights: Pat
     metadata = weights_metadata(tmp_path / "run" / "desmoke.safetensors")
     assert metadata["network_config"]["width"] == 4, "the network comes from the init file"
     assert metadata["data_recipe"]["init_weights"] == str(tiny_weights)
+
+
+def test_validation_pairs_do_not_depend_on_the_training_seed():
+    import numpy as np
+
+    first = desmoke._validation_set(
+        desmoke.DesmokeTrainConfig(seed=0, validation_size=2, patch_size=32), []
+    )
+    second = desmoke._validation_set(
+        desmoke.DesmokeTrainConfig(seed=5, validation_size=2, patch_size=32), []
+    )
+    np.testing.assert_array_equal(first[0].numpy(), second[0].numpy())
