@@ -1,10 +1,17 @@
-"""torch backend: CUDA FP16 (channels-last) on a GPU, FP32 on the CPU.
+"""torch backend: CUDA FP16 (channels-last, CUDA graphs) on a GPU, FP32 on the CPU.
 
 On a GPU every stage of a frame runs on one CUDA stream owned by the engine, so the
 upload, the restorer and the conversion back are ordered without host round
 trips; ``infer`` synchronises that stream before it returns, so the graph's stage
 timestamps measure finished GPU work. The guided-filter pyramid inside the
 networks always computes in FP32, whatever the precision of the convolutions.
+
+CUDA graphs: after a warm-up at a frame size, the restorer's kernels are captured
+once and replayed for every later frame of that size (a new size captures again).
+Replay removes the per-kernel launch cost that dominates small convnets. The
+graph reads a static input buffer and writes a static output; ``infer`` copies
+the frame in and the result out, so the upload and download stages, which run in
+other threads, never see a buffer the next replay overwrites.
 """
 
 from __future__ import annotations
@@ -25,21 +32,36 @@ log = logging.getLogger(__name__)
 
 class TorchEngine:
     def __init__(
-        self, build_module: Callable[[], nn.Module], device: str = "cpu", half: bool | None = None
+        self,
+        build_module: Callable[[], nn.Module],
+        device: str = "cpu",
+        half: bool | None = None,
+        cuda_graphs: bool | None = None,
+        compile_module: bool = False,
     ) -> None:
         """
         Args:
             build_module: returns the restorer chain (FP32, CPU, eval mode).
             device: "cpu" or "cuda[:N]".
             half: FP16 convolutions; default True on CUDA, False on the CPU.
+            cuda_graphs: capture and replay per frame size; default True on CUDA.
+            compile_module: run the module through ``torch.compile`` (slow first frame).
         """
         self.build_module = build_module
         self.device = torch.device(device)
         self.half = self.device.type == "cuda" if half is None else half
+        on_cuda = self.device.type == "cuda"
+        self.cuda_graphs = on_cuda if cuda_graphs is None else cuda_graphs
+        if self.cuda_graphs and not on_cuda:
+            raise ValueError("CUDA graphs need a CUDA device")
+        self.compile_module = compile_module
         precision = "fp16" if self.half else "fp32"
-        self.name = f"torch-{self.device.type}-{precision}"
-        self._module: nn.Module | None = None
+        suffix = "-graphs" if self.cuda_graphs else ""
+        suffix += "-compiled" if compile_module else ""
+        self.name = f"torch-{self.device.type}-{precision}{suffix}"
+        self._module: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._stream: torch.cuda.Stream | None = None
+        self._graphs: dict[tuple[int, ...], _CapturedGraph] = {}
         self.input_multiple = 1
 
     def start(self, height: int, width: int) -> None:
@@ -53,7 +75,7 @@ class TorchEngine:
             module = module.to(memory_format=torch.channels_last)
             self._stream = torch.cuda.Stream(self.device)
             torch.backends.cudnn.benchmark = True
-        self._module = module
+        self._module = self.prepare(module, height, width)
         warmup = np.zeros((height, width, 3), np.uint8)
         for _ in range(3 if self.device.type == "cuda" else 1):
             self.download(self.infer(self.upload(warmup)), height, width)
@@ -83,18 +105,37 @@ class TorchEngine:
                 tensor = tensor.contiguous(memory_format=torch.channels_last)
             return tensor
 
+    def prepare(
+        self, module: nn.Module, height: int, width: int
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The callable ``infer`` runs (the module on its device; subclasses compile it)."""
+        if self.compile_module:
+            return torch.compile(module, mode="max-autotune-no-cudagraphs", dynamic=False)
+        return module
+
     @torch.inference_mode()
     def infer(self, tensor: torch.Tensor) -> torch.Tensor:
         if self._module is None:
             raise EngineError("engine used before start()")
         try:
             with self._on_stream():
-                output = self._module(tensor)
+                output = self._replay(tensor) if self.cuda_graphs else self._module(tensor)
             if self._stream is not None:
                 self._stream.synchronize()
         except Exception as error:
             raise EngineError(f"torch inference failed: {error}") from error
         return output
+
+    def _replay(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = (*tensor.shape, *tensor.stride())
+        graph = self._graphs.get(key)
+        if graph is None:
+            if len(self._graphs) >= MAX_GRAPHS:  # a stream of ever-new sizes: forget the oldest
+                self._graphs.pop(next(iter(self._graphs)))
+            graph = _CapturedGraph(self._module, tensor, self._stream)
+            self._graphs[key] = graph
+            log.debug("captured a CUDA graph for input %s", tuple(tensor.shape))
+        return graph.run(tensor)
 
     @torch.inference_mode()
     def download(self, tensor: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -105,5 +146,30 @@ class TorchEngine:
 
     def close(self) -> None:
         self._module = None
+        self._graphs.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+#: Frame sizes whose graphs an engine keeps (each holds its activations' memory).
+MAX_GRAPHS = 4
+
+
+class _CapturedGraph:
+    """One restorer call captured as a CUDA graph, with its static input and output."""
+
+    def __init__(self, module: Callable, example: torch.Tensor, stream: torch.cuda.Stream) -> None:
+        self.input = example.clone()
+        # Warm up on the capture stream first: cuDNN picks its algorithms and the
+        # caching allocator settles before anything is recorded.
+        for _ in range(2):
+            module(self.input)
+        stream.synchronize()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, stream=stream):
+            self.output = module(self.input)
+
+    def run(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.input.copy_(tensor)
+        self.graph.replay()
+        return self.output.clone()

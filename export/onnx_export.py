@@ -59,7 +59,7 @@ def export_onnx(module: nn.Module, path: Path, metadata: dict[str, str]) -> None
     sample = torch.rand(1, 3, 2 * multiple, 3 * multiple)
     height = Dim("h", min=1, max=MAX_MULTIPLES)
     width = Dim("w", min=1, max=MAX_MULTIPLES)
-    with _quiet_exporter():
+    with quiet_exporter():
         program = torch.onnx.export(
             module,
             (sample,),
@@ -102,7 +102,7 @@ def check_parity(module: nn.Module, path: Path, inputs: list[torch.Tensor]) -> P
 
 
 @contextlib.contextmanager
-def _quiet_exporter():
+def quiet_exporter():
     """The exporter logs optional-op registrations and deprecations a user cannot act on."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch._export", "onnxscript")]
     levels = [logger.level for logger in loggers]

@@ -20,11 +20,12 @@ from pathlib import Path
 from types import FrameType
 
 from smokeclear import __version__
+from smokeclear.engines.select import BACKENDS
 from smokeclear.errors import UserError
 
 log = logging.getLogger("smokeclear")
 
-COMMANDS = ("run", "restore", "train", "eval", "export")
+COMMANDS = ("run", "restore", "train", "eval", "export", "engines")
 WORK_SCALES = {"1": 1, "1.0": 1, "0.5": 2, "0.25": 4}
 
 
@@ -190,9 +191,24 @@ def build_parser() -> Parser:
     export.add_argument("--out", type=Path, required=True, help="output folder")
     export.add_argument("--work-scale", default="1", help="1, 0.5 or 0.25 (default 1)")
     export.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH")
+    export.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "both"),
+        default="both",
+        help="fp32: NAME.onnx; fp16: NAME.fp16.onnx (convolutions in FP16, guided filter "
+        "and I/O in FP32, for strongly typed TensorRT); both (default)",
+    )
+    export.add_argument(
+        "--keep-fp32",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="also keep this node of the FP32 graph in FP32 in the FP16 model (repeatable)",
+    )
 
     for sub in (run, restore, train, evaluate, export):
         sub.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _engines_parser(commands)
     return parser
 
 
@@ -202,7 +218,7 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
         default="desmoke",
         help="a restorer or a comma-separated chain, applied left to right",
     )
-    parser.add_argument("--backend", choices=("auto", "onnxruntime", "torch"), default="auto")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), help="default: the GPU when there is one"
     )
@@ -377,31 +393,239 @@ def command_eval(args: argparse.Namespace) -> int:
 
 
 def command_export(args: argparse.Namespace) -> int:
-    import torch
+    """Write OUT/NAME.onnx and/or OUT/NAME.fp16.onnx, each gated by a parity check."""
+    import tempfile
 
-    from smokeclear.export.onnx_export import check_parity, export_onnx
     from smokeclear.registry import REGISTRY, parse_chain
-    from smokeclear.runtime import EngineRequest, build_chain
+    from smokeclear.runtime import EngineRequest
 
     names = list(REGISTRY) if args.restorer == "all" else [args.restorer]
     divisor = parse_work_scale(args.work_scale)
-    for name in names:
+    requests = []
+    for name in names:  # every name and --weights checked before the first export
         specs = parse_chain(name)
-        request = EngineRequest(
-            tuple(specs),
-            work_divisor=divisor,
-            weights=parse_weights(args.weights, [s.name for s in specs]),
+        weights = parse_weights(args.weights, [s.name for s in specs])
+        requests.append(EngineRequest(tuple(specs), work_divisor=divisor, weights=weights))
+    for request in requests:
+        with tempfile.TemporaryDirectory(prefix="smokeclear-export-") as scratch:
+            # --precision fp16 still needs the FP32 model to convert; it stays in scratch.
+            folder = Path(scratch) if args.precision == "fp16" else args.out
+            fp32_path, inputs = _export_fp32(request, folder / f"{request.label}.onnx")
+            if args.precision != "fp16":
+                print(f"wrote {fp32_path}")
+            if args.precision != "fp32":
+                fp16_path = args.out / f"{request.label}.fp16.onnx"
+                _export_fp16(request, fp32_path, fp16_path, inputs, args.keep_fp32)
+    return 0
+
+
+def _parity_text(report) -> str:
+    return (
+        f"max abs error {report.max_abs_error:.2e}, PSNR {report.psnr_db:.1f} dB "
+        f"over {report.inputs} inputs"
+    )
+
+
+def _export_fp32(request, path: Path):
+    """Export and check the FP32 model; returns its path and the parity inputs used."""
+    import torch
+
+    from smokeclear.export.fp16 import FP32_MAX_ABS_ERROR, parity_inputs
+    from smokeclear.export.onnx_export import check_parity, export_onnx
+    from smokeclear.runtime import build_chain
+
+    module = build_chain(request)
+    metadata = {"restorers": request.label, "smokeclear": __version__, "precision": "fp32"}
+    export_onnx(module, path, metadata)
+    inputs = parity_inputs(module.input_multiple)
+    report = check_parity(module, path, [torch.from_numpy(frame) for frame in inputs])
+    print(f"{request.label}: FP32 ONNX vs PyTorch (random, scene frames): {_parity_text(report)}")
+    if report.max_abs_error > FP32_MAX_ABS_ERROR:
+        path.unlink()
+        raise UserError(
+            f"{request.label}: the FP32 ONNX model differs from PyTorch by "
+            f"{report.max_abs_error:.2e} (limit {FP32_MAX_ABS_ERROR:g}); {path.name} not written",
+            "The exporter mistranslated the network: report it with your torch and "
+            "onnxscript versions (pip list), and use --backend torch meanwhile.",
         )
-        module = build_chain(request)
-        path = args.out / f"{request.label}.onnx"
-        export_onnx(module, path, {"restorers": request.label, "smokeclear": __version__})
-        multiple = module.input_multiple
-        generator = torch.Generator().manual_seed(0)
-        inputs = [
-            torch.rand(1, 3, 2 * multiple, 3 * multiple, generator=generator),
-            torch.rand(1, 3, 4 * multiple, 2 * multiple, generator=generator),
-        ]
-        print(f"{path}: {check_parity(module, path, inputs)}")
+    return path, inputs
+
+
+def _export_fp16(request, fp32_path: Path, path: Path, inputs, keep_fp32: list[str]) -> None:
+    """Convert to FP16 and check it against the FP32 model.
+
+    Gated on the typed FP16 evaluation (every FP16 tensor stored in FP16, as TensorRT
+    does); onnxruntime's CPU figure is printed too but upcasts FP16 ops to FP32.
+    """
+    from smokeclear.export.fp16 import FP16_MIN_PSNR_DB, compare_models, convert_to_fp16
+
+    scopes = tuple(scope for spec in request.restorers for scope in spec.fp32_modules)
+    conversion = convert_to_fp16(fp32_path, path, keep_fp32=keep_fp32, fp32_scopes=scopes)
+    label = request.label
+    print(f"{label}: {conversion.fp16_nodes} nodes FP16, {len(conversion.fp32_nodes)} kept FP32")
+    # The numpy evaluator takes seconds per frame: one random and one scene frame.
+    typed = compare_models(fp32_path, path, [inputs[0], inputs[2]], evaluator="reference")
+    upcast = compare_models(fp32_path, path, inputs, evaluator="onnxruntime")
+    print(f"{label}: FP16 vs FP32 ONNX (typed FP16, onnx reference): {_parity_text(typed)}")
+    print(f"{label}: FP16 vs FP32 ONNX (onnxruntime CPU, upcasts FP16 ops): {_parity_text(upcast)}")
+    if typed.psnr_db < FP16_MIN_PSNR_DB:
+        path.unlink()
+        raise UserError(
+            f"{request.label}: the FP16 model's output is {typed.psnr_db:.1f} dB from the FP32 "
+            f"model's (limit {FP16_MIN_PSNR_DB:g} dB); {path.name} not written",
+            "Keep the offending nodes in FP32 with --keep-fp32 NODE, or use --precision fp32.",
+        )
+    print(f"wrote {path}")
+
+
+# --------------------------------------------------------------------------- engines (TensorRT)
+
+
+def _engines_parser(commands) -> None:
+    engines = commands.add_parser("engines", help="list, build or clear cached TensorRT engines")
+    actions = engines.add_subparsers(
+        dest="action", parser_class=Parser, metavar="{list,build,clear}", required=True
+    )
+    listing = actions.add_parser("list", help="the cached engines and what they were built for")
+    build = actions.add_parser(
+        "build", help="build the engine for a restorer (chain) into the cache; takes minutes"
+    )
+    build.add_argument(
+        "--restorer", default="desmoke", help="a restorer or a comma-separated chain"
+    )
+    build.add_argument(
+        "--onnx",
+        type=Path,
+        help="build from this ONNX file (e.g. NAME.fp16.onnx from `smokeclear export "
+        "--precision fp16`) instead of exporting --restorer",
+    )
+    build.add_argument(
+        "--sizes",
+        default="1280x720",
+        help="comma-separated frame sizes WIDTHxHEIGHT the engine accepts; it is tuned "
+        "for the first (default 1280x720)",
+    )
+    build.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    build.add_argument(
+        "--opt-level",
+        type=int,
+        choices=range(6),
+        default=3,
+        metavar="{0..5}",
+        help="TensorRT builder optimisation level (default 3; higher tries more, builds longer)",
+    )
+    build.add_argument(
+        "--workspace-gb", type=float, default=4.0, help="builder scratch memory (default 4 GiB)"
+    )
+    build.add_argument("--work-scale", default="1", help="1, 0.5 or 0.25 (default 1)")
+    build.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH")
+    clear = actions.add_parser("clear", help="delete the cached engines")
+    clear.add_argument(
+        "--timing-caches", action="store_true", help="also delete TensorRT's timing caches"
+    )
+    for sub in (listing, build, clear):
+        sub.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def command_engines(args: argparse.Namespace) -> int:
+    from smokeclear.engines import engine_cache
+
+    if args.action == "list":
+        entries = engine_cache.list_entries()
+        if not entries:
+            print(f"no cached TensorRT engines in {engine_cache.engines_dir()}")
+        for entry in entries:
+            print(_describe_engine(entry))
+        return 0
+    if args.action == "clear":
+        removed = engine_cache.clear(timing_caches=args.timing_caches)
+        print(f"removed {removed} cached TensorRT engine(s) from {engine_cache.engines_dir()}")
+        return 0
+    return _build_engine(args)
+
+
+def _describe_engine(entry) -> str:
+    from smokeclear.export.tensorrt_build import format_profile
+
+    size = f"{entry.size_bytes / 2**20:.1f} MB"
+    if entry.key is None:
+        return f"{entry.plan}  {size}  (no description: rebuilt on next use)"
+    key = entry.key
+    return (
+        f"{entry.plan}  {entry.label}  {key.precision}  {format_profile(key.profile)}  "
+        f"TensorRT {key.tensorrt_version}  {key.gpu_name} (sm {key.compute_capability})  "
+        f"level {key.optimization_level}  {size}"
+    )
+
+
+def _build_engine(args: argparse.Namespace) -> int:
+    import onnx
+
+    from smokeclear.engines import engine_cache
+    from smokeclear.engines.tensorrt_engine import (
+        deserializer,
+        require_cudart,
+        require_tensorrt,
+        tensorrt_logger,
+    )
+    from smokeclear.export.tensorrt_build import (
+        build_engine,
+        format_profile,
+        model_metadata,
+        parse_frame_size,
+        shape_profile,
+    )
+    from smokeclear.registry import parse_chain
+    from smokeclear.runtime import EngineRequest, onnx_fp16_model, onnx_model
+
+    sizes = [parse_frame_size(text) for text in args.sizes.split(",") if text.strip()]
+    if not sizes:
+        raise UserError("--sizes is empty", "Give frame sizes, e.g. --sizes 1280x720,1920x1080.")
+    if not 0 < args.workspace_gb <= 1024:
+        raise UserError(f"--workspace-gb {args.workspace_gb} is out of range", "Use e.g. 4.")
+    specs = parse_chain(args.restorer)
+    divisor = parse_work_scale(args.work_scale)
+    weights = parse_weights(args.weights, [s.name for s in specs])
+    if args.onnx is not None and not args.onnx.is_file():
+        raise UserError(f"ONNX model {args.onnx} does not exist", "Check the --onnx path.")
+    # Before any export: without TensorRT this is one line, not minutes of work first.
+    trt = require_tensorrt()
+    require_cudart()
+    if args.onnx is not None:
+        onnx_path = args.onnx
+    else:
+        request = EngineRequest(tuple(specs), work_divisor=divisor, weights=weights)
+        # FP16 from the FP16 ONNX: strongly typed, guided filter FP32, on TensorRT 10 and 11.
+        onnx_path = onnx_fp16_model(request) if args.precision == "fp16" else onnx_model(request)
+    metadata = model_metadata(onnx.load(str(onnx_path), load_external_data=False))
+    label = metadata.get("restorers") or "+".join(s.name for s in specs)
+    multiple = int(metadata.get("input_multiple", "1"))
+    profile = shape_profile(sizes, multiple)
+    key = engine_cache.key_for(onnx_path, args.precision, profile, args.opt_level)
+    timing = engine_cache.timing_cache_path(
+        key.tensorrt_version, key.gpu_name, key.compute_capability
+    )
+    scopes = tuple(scope for spec in specs for scope in spec.fp32_modules)
+
+    def build(plan: Path):
+        return build_engine(
+            onnx_path,
+            plan,
+            precision=args.precision,
+            profile=profile,
+            workspace_bytes=int(args.workspace_gb * 2**30),
+            optimization_level=args.opt_level,
+            timing_cache_path=timing,
+            fp32_scopes=scopes,
+        )
+
+    runtime = trt.Runtime(tensorrt_logger(trt))
+    info = {"label": label, "onnx": str(onnx_path), "input_multiple": multiple}
+    _, plan = engine_cache.load_or_build(key, build, deserializer(runtime), info=info)
+    print(
+        f"{plan}: {label}, {args.precision}, {format_profile(profile)}, "
+        f"TensorRT {key.tensorrt_version} on {key.gpu_name}"
+    )
     return 0
 
 
@@ -411,6 +635,7 @@ HANDLERS = {
     "train": command_train,
     "eval": command_eval,
     "export": command_export,
+    "engines": command_engines,
 }
 
 

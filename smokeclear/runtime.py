@@ -57,19 +57,26 @@ def build_chain(request: EngineRequest):
     return WorkingResolution(chain, request.work_divisor).eval()
 
 
-def onnx_key(request: EngineRequest) -> str:
-    """Content key of the exported model: weights, network code, wrapper, exporter."""
+def model_key(request: EngineRequest, *extra: str) -> str:
+    """Content key of a model artefact: weights, network code, wrapper, torch, ``extra``."""
     import torch
-
-    from smokeclear.export.onnx_export import OPSET
 
     digest = hashlib.sha256()
     for spec in request.restorers:
         digest.update(weights_path(request, spec).read_bytes())
     for source in sorted((PACKAGE_DIR / "nets").glob("*.py")):
         digest.update(source.read_bytes())
-    digest.update(f"{request.work_divisor}|{OPSET}|{torch.__version__}|{__version__}".encode())
+    digest.update(
+        "|".join([str(request.work_divisor), torch.__version__, __version__, *extra]).encode()
+    )
     return digest.hexdigest()
+
+
+def onnx_key(request: EngineRequest) -> str:
+    """Content key of the exported ONNX model (the exporter's opset included)."""
+    from smokeclear.export.onnx_export import OPSET
+
+    return model_key(request, f"opset{OPSET}")
 
 
 def onnx_model(request: EngineRequest) -> Path:
@@ -107,6 +114,85 @@ def onnx_model(request: EngineRequest) -> Path:
     return path
 
 
+def aoti_package(request: EngineRequest, module, example) -> Path:
+    """The cached AOTInductor package of ``module`` for inputs like ``example``.
+
+    Args:
+        module: the chain, already on its device and in its precision.
+        example: an input of the right device, dtype and layout; H and W stay dynamic.
+    """
+    import torch
+
+    from smokeclear.export.aoti import compile_package
+
+    device = example.device
+    target = "cpu"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        target = f"{torch.cuda.get_device_name(device)}-sm{major}{minor}"
+    layout = "cl" if example.is_contiguous(memory_format=torch.channels_last) else "nchw"
+    key = model_key(request, "aoti", target, str(example.dtype), layout)
+    name = f"{request.label}-w{request.work_divisor}-{device.type}-{key[:16]}.pt2"
+    path = cache_dir() / "aoti" / name
+    if path.is_file():
+        return path
+    log.info(
+        "compiling %s with AOTInductor for %s (first run on this machine, takes minutes; "
+        "cached in %s)",
+        request.label,
+        target,
+        path.parent,
+    )
+    compile_package(module, example, path)
+    return path
+
+
+def onnx_fp16_model(request: EngineRequest) -> Path:
+    """The cached FP16 ONNX (guided filter in FP32) next to the FP32 one, made on first use."""
+    from smokeclear.export.fp16 import convert_to_fp16
+
+    fp32_path = onnx_model(request)
+    path = fp32_path.with_suffix(".fp16.onnx")
+    if not path.is_file():
+        scopes = [scope for spec in request.restorers for scope in spec.fp32_modules]
+        convert_to_fp16(fp32_path, path, fp32_scopes=scopes)
+    return path
+
+
+def tensorrt_engine(request: EngineRequest) -> Engine:
+    """A TensorRT engine for ``request``: built for the first frame's size, then cached.
+
+    The engine is built from the FP16 ONNX (strongly typed, guided filter in FP32), so
+    TensorRT 10 and 11 build the same network. Its shape profile runs from one input
+    multiple up to the first frame's padded size, tuned for that size.
+    """
+    import onnx
+
+    from smokeclear.engines.engine_cache import timing_cache_path
+    from smokeclear.engines.tensorrt_engine import CachedPlan, TensorRTEngine, gpu_identity
+    from smokeclear.export.tensorrt_build import build_engine
+
+    onnx_path = onnx_fp16_model(request)
+    metadata = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    multiple = int(metadata.get("input_multiple", "1"))
+
+    def plan_for(height: int, width: int) -> CachedPlan:
+        import tensorrt
+
+        padded = (1, 3, height + (-height % multiple), width + (-width % multiple))
+        profile = ((1, 3, multiple, multiple), padded, padded)
+        timing = timing_cache_path(tensorrt.__version__, *gpu_identity(0))
+
+        def build(plan: Path):
+            return build_engine(
+                onnx_path, plan, precision="fp16", profile=profile, timing_cache_path=timing
+            )
+
+        return CachedPlan(onnx_path, "fp16", profile, 3, build, multiple, request.label)
+
+    return TensorRTEngine(plan_for)
+
+
 def create_engine(request: EngineRequest) -> tuple[Engine, BackendChoice]:
     """An engine for ``request`` (not yet started) and why that backend was chosen."""
     choice = choose_backend(request.backend, request.device)
@@ -114,10 +200,19 @@ def create_engine(request: EngineRequest) -> tuple[Engine, BackendChoice]:
         from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine(onnx_model(request)), choice
-    from smokeclear.engines.torch_engine import TorchEngine
-
+    if choice.backend == "tensorrt":
+        return tensorrt_engine(request), choice
     # Load once here so bad weights fail now, with the user's error, not in a thread.
     module = build_chain(request)
+    if choice.backend == "aoti":
+        from smokeclear.engines.aoti_engine import AotiEngine
+
+        def package_for(prepared, example):
+            return aoti_package(request, prepared, example)
+
+        return AotiEngine(lambda: module, package_for, device=choice.device), choice
+    from smokeclear.engines.torch_engine import TorchEngine
+
     return TorchEngine(lambda: module, device=choice.device), choice
 
 

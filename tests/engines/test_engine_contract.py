@@ -1,7 +1,8 @@
 """One contract, every backend this machine has: same pictures, any size, clear errors.
 
 TensorRT and CUDA backends join the parameter list where they are installed and
-skip with the reason where not.
+skip with the reason where not. The AOTInductor CPU package takes minutes to
+compile, so tests/engines/test_aoti_engine.py checks it once instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from smokeclear.engines.select import unavailable_reason
 from smokeclear.nets.loading import load_restorer
 from smokeclear.nets.wrappers import run_padded
 from smokeclear.registry import get_restorer
@@ -24,10 +26,30 @@ BACKENDS = [
     pytest.param(("torch", "cpu"), id="torch-cpu"),
     pytest.param(
         ("torch", "cuda"),
-        id="torch-cuda",
+        id="torch-cuda-graphs",
         marks=[
             pytest.mark.gpu,
             pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ],
+    ),
+    pytest.param(
+        ("aoti", "cuda"),
+        id="aoti-cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.slow,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ],
+    ),
+    pytest.param(
+        ("tensorrt", "cuda"),
+        id="tensorrt",
+        marks=[
+            pytest.mark.trt,
+            pytest.mark.skipif(
+                unavailable_reason("tensorrt") is not None,
+                reason=f"TensorRT backend cannot run here: {unavailable_reason('tensorrt')}",
+            ),
         ],
     ),
 ]
@@ -101,9 +123,3 @@ def test_engines_refuse_frames_outside_the_contract(backend, tiny_weights, frame
     engine.start(32, 32)
     with pytest.raises(ValueError, match="uint8 BGR"):
         engine.upload(frame)
-
-
-@pytest.mark.trt
-def test_tensorrt_backend():
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed on this machine")
-    pytest.skip("the TensorRT backend lands with issue 3 (engine builder and runtime)")

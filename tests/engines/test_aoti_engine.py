@@ -1,0 +1,65 @@
+"""AOTInductor backend on the CPU: compiled once, same pictures, any size, self-healing cache.
+
+Compiling takes a minute or two on two cores, so one test does it once and checks
+everything that needs the compiled package.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from smokeclear.engines.aoti_engine import AotiEngine
+from smokeclear.export.aoti import compile_package
+from smokeclear.nets.loading import load_restorer
+from smokeclear.nets.wrappers import WorkingResolution, run_padded
+from smokeclear.registry import get_restorer
+from smokeclear.synthetic.scene import LaparoscopicScene
+
+DESMOKE = get_restorer("desmoke")
+
+
+def reference(weights: Path, frame: np.ndarray) -> np.ndarray:
+    net = load_restorer(DESMOKE, weights)
+    tensor = torch.from_numpy(frame[:, :, ::-1].transpose(2, 0, 1).copy()).float()[None] / 255
+    with torch.inference_mode():
+        out = run_padded(net, tensor)[0].clamp(0, 1)
+    return (out.numpy().transpose(1, 2, 0)[:, :, ::-1] * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_aoti_engine_recovers_from_a_corrupt_package_and_matches_torch(
+    tiny_weights, tmp_path, caplog
+):
+    packages: list[Path] = []
+
+    def package_for(module, example):
+        path = tmp_path / f"package-{len(packages)}.pt2"
+        if not packages:
+            path.write_bytes(b"not a package")  # what a crashed earlier compile leaves
+        else:
+            compile_package(module, example, path)
+        packages.append(path)
+        return path
+
+    module = WorkingResolution(load_restorer(DESMOKE, tiny_weights), 1).eval()
+    engine = AotiEngine(lambda: module, package_for, device="cpu")
+    with caplog.at_level(logging.WARNING):
+        engine.start(64, 64)
+    assert len(packages) == 2 and not packages[0].exists()
+    assert "cannot be loaded" in caplog.text and engine.name == "aoti-cpu-fp32"
+    # Dynamic H and W; unpadded sizes (64x64, 64x96) reach the engine as permuted views.
+    for height, width in [(64, 64), (37, 53), (64, 96), (96, 32)]:
+        frame = LaparoscopicScene(width, height, seed=2).render(40).smoky
+        out = engine.download(engine.infer(engine.upload(frame)), height, width)
+        assert np.abs(out.astype(int) - reference(tiny_weights, frame)).max() <= 1
+    engine.close()
+
+
+def test_cuda_graphs_need_a_cuda_device(tiny_weights):
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        AotiEngine(lambda: None, lambda module, example: Path(), device="cpu", cuda_graphs=True)

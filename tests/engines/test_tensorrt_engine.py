@@ -1,0 +1,263 @@
+"""The tensorrt backend: what runs everywhere (imports, errors, buffers, conversions,
+backend selection) and, where TensorRT and a GPU exist, a real engine end to end."""
+
+from __future__ import annotations
+
+import enum
+import gc
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smokeclear.engines.base import EngineError, bgr8_to_nchw
+from smokeclear.engines.select import BACKENDS, choose_backend, unavailable_reason
+from smokeclear.engines.tensorrt_engine import (
+    PinnedPool,
+    TensorRTEngine,
+    bgr8_into,
+    cuda_check,
+    profile_covers,
+    require_cudart,
+    require_tensorrt,
+)
+from smokeclear.errors import UserError
+
+
+def test_module_imports_without_tensorrt_cuda_python_or_torch():
+    code = (
+        "import sys\n"
+        "for name in ('tensorrt', 'cuda', 'cuda.bindings', 'torch'):\n"
+        "    sys.modules[name] = None\n"
+        "import smokeclear.engines.tensorrt_engine, smokeclear.engines.engine_cache\n"
+        "import smokeclear.export.tensorrt_build\n"
+        "print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_start_without_tensorrt_is_the_install_hint(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(UserError) as error:
+        TensorRTEngine(tmp_path / "x.plan").start(64, 64)
+    assert "needs TensorRT" in error.value.problem
+    assert 'pip install "smokeclear[gpu]"' in error.value.fix and "--backend" in error.value.fix
+
+
+def test_missing_cuda_python_is_the_install_hint(monkeypatch):
+    for name in ("cuda", "cuda.bindings", "cuda.cudart"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(UserError, match="cuda-python"):
+        require_cudart()
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(UserError, match="TensorRT"):
+        require_tensorrt()
+
+
+def test_engine_refuses_frames_before_start(tmp_path):
+    engine = TensorRTEngine(tmp_path / "x.plan")
+    assert engine.name == "tensorrt"
+    with pytest.raises(EngineError, match="before start"):
+        engine.upload(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(EngineError, match="before start"):
+        engine.infer(np.zeros((1, 3, 8, 8), np.float32))
+    engine.close()  # closing an engine that never started is harmless
+
+
+# --------------------------------------------------------------------------- cuda_check
+
+
+class FakeError(enum.IntEnum):
+    """Shaped like cuda-python's ``cudaError_t`` (an IntEnum, success 0)."""
+
+    cudaSuccess = 0
+    cudaErrorMemoryAllocation = 2
+
+
+def test_cuda_check_unwraps_values_and_raises_with_the_error_name():
+    assert cuda_check((FakeError.cudaSuccess,), "cudaFree") is None
+    assert cuda_check((FakeError.cudaSuccess, 1234), "cudaMalloc") == 1234
+    assert cuda_check((FakeError.cudaSuccess, 1, 2), "call") == (1, 2)
+    with pytest.raises(EngineError, match=r"cudaMalloc failed: cudaErrorMemoryAllocation \(2\)"):
+        cuda_check((FakeError.cudaErrorMemoryAllocation, 0), "cudaMalloc")
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_profile_covers():
+    profile = ((1, 3, 64, 64), (1, 3, 128, 128), (1, 3, 256, 512))
+    assert profile_covers(profile, (1, 3, 64, 64))
+    assert profile_covers(profile, (1, 3, 256, 512))
+    assert not profile_covers(profile, (1, 3, 32, 128))
+    assert not profile_covers(profile, (1, 3, 128, 1024))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize(("height", "width", "multiple"), [(48, 64, 16), (50, 70, 16), (33, 9, 8)])
+def test_bgr8_into_matches_the_shared_conversion(rng, dtype, height, width, multiple):
+    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    expected = bgr8_to_nchw(frame, multiple)
+    out = np.full(expected.shape, -1, dtype)
+    bgr8_into(frame, out)
+    tolerance = 0 if dtype == np.float32 else 1e-3
+    np.testing.assert_allclose(out.astype(np.float32), expected, atol=tolerance, rtol=0)
+
+
+# --------------------------------------------------------------------------- pinned pool
+
+
+class HostMemory:
+    """``allocate``/``free`` over ordinary host memory, so the pool logic runs without CUDA."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, np.ndarray] = {}
+        self.allocations = 0
+
+    def allocate(self, nbytes: int) -> int:
+        block = np.zeros(nbytes, np.uint8)
+        self.live[block.ctypes.data] = block
+        self.allocations += 1
+        return block.ctypes.data
+
+    def free(self, pointer: int) -> None:
+        del self.live[pointer]
+
+
+def test_pool_reuses_a_buffer_once_its_frame_is_dropped():
+    memory = HostMemory()
+    pool = PinnedPool((1, 3, 4, 5), np.float32, memory.allocate, memory.free)
+    first = pool.take()
+    assert first.array.shape == (1, 3, 4, 5) and first.array.dtype == np.float32
+    first.array[:] = 7
+    pointer = first.pointer
+    second = pool.take()
+    assert second.pointer != pointer, "a held buffer is never handed out twice"
+    del first
+    gc.collect()
+    third = pool.take()
+    assert third.pointer == pointer and memory.allocations == 2
+    assert third.array.flags.writeable
+
+
+def test_pool_limit_catches_leaking_frames():
+    memory = HostMemory()
+    pool = PinnedPool((1, 3, 2, 2), np.float16, memory.allocate, memory.free, limit=3)
+    held = [pool.take() for _ in range(3)]
+    with pytest.raises(EngineError, match="not being released"):
+        pool.take()
+    assert len(held) == 3
+
+
+def test_pool_close_frees_idle_buffers_now_and_held_ones_on_release():
+    memory = HostMemory()
+    pool = PinnedPool((1, 3, 2, 2), np.float32, memory.allocate, memory.free)
+    held, idle = pool.take(), pool.take()
+    del idle
+    gc.collect()
+    pool.close()
+    assert len(memory.live) == 1, "the idle buffer is freed at close"
+    with pytest.raises(EngineError, match="after close"):
+        pool.take()
+    del held
+    gc.collect()
+    assert memory.live == {} and pool.allocated == 0
+
+
+# --------------------------------------------------------------------------- backend selection
+
+
+def test_tensorrt_is_a_backend_and_says_why_it_cannot_run(monkeypatch):
+    assert "tensorrt" in BACKENDS
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert "TensorRT is not installed" in unavailable_reason("tensorrt")
+    with pytest.raises(UserError, match="backend tensorrt cannot run here"):
+        choose_backend("tensorrt")
+
+
+def test_tensorrt_needs_cuda_python_and_a_gpu(monkeypatch):
+    importable = {"tensorrt": True, "cuda.bindings": False, "cuda.cudart": False}
+    monkeypatch.setattr("smokeclear.engines.select.importable", lambda name: importable[name])
+    assert "cuda-python" in unavailable_reason("tensorrt")
+    importable["cuda.bindings"] = True
+    monkeypatch.setattr("smokeclear.engines.tensorrt_engine.cuda_gpu_count", lambda: 0)
+    assert "no CUDA GPU" in unavailable_reason("tensorrt")
+    monkeypatch.setattr("smokeclear.engines.tensorrt_engine.cuda_gpu_count", lambda: 1)
+    assert unavailable_reason("tensorrt") is None
+
+
+def test_choosing_tensorrt_when_it_can_run(monkeypatch):
+    monkeypatch.setattr("smokeclear.engines.select.tensorrt_unavailable_reason", lambda: None)
+    choice = choose_backend("tensorrt")
+    assert (choice.backend, choice.device) == ("tensorrt", "cuda")
+    with pytest.raises(UserError, match="GPU only"):
+        choose_backend("tensorrt", "cpu")
+
+
+# --------------------------------------------------------------------------- with TensorRT
+
+
+def tiny_conv_onnx(path: Path, multiple: int = 8) -> Path:
+    """image (1, 3, H, W) -> 3x3 Conv -> Relu -> restored, dynamic H and W, FP32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).normal(0, 0.2, (3, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["image", "weight"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["restored"]),
+    ]
+    shape = [1, 3, "h", "w"]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("restored", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(weight, "weight")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "input_multiple", str(multiple)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.trt
+@pytest.mark.gpu
+def test_real_engine_matches_onnxruntime_and_reuses_the_cache(tmp_path, rng, monkeypatch):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (smokeclear[gpu])")
+    from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from smokeclear.engines.tensorrt_engine import CachedPlan, cuda_gpu_count
+    from smokeclear.export.tensorrt_build import build_engine, shape_profile
+
+    if cuda_gpu_count() == 0:
+        pytest.skip("TensorRT needs a CUDA GPU visible to cuda-python")
+    monkeypatch.setenv("SMOKECLEAR_CACHE", str(tmp_path / "cache"))
+    onnx_path = tiny_conv_onnx(tmp_path / "tiny.onnx")
+    profile = shape_profile(["64x48", "96x64"], 8)
+    builds = []
+
+    def build(plan: Path):
+        builds.append(plan)
+        return build_engine(onnx_path, plan, precision="fp32", profile=profile)
+
+    source = CachedPlan(onnx_path, "fp32", profile, 3, build, input_multiple=8, label="tiny")
+    reference = OnnxRuntimeEngine(onnx_path)
+    reference.start(48, 64)
+    for generation in range(2):
+        engine = TensorRTEngine(source)
+        engine.start(48, 64)
+        assert engine.name == "tensorrt-fp32"
+        for _ in range(3):  # replayed CUDA graph, buffers recycled
+            frame = rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)
+            output = engine.download(engine.infer(engine.upload(frame)), 45, 60)
+            expected = reference.download(reference.infer(reference.upload(frame)), 45, 60)
+            assert np.abs(output.astype(int) - expected).max() <= 1
+        engine.close()
+        assert len(builds) == 1, f"generation {generation}: the cached plan is reused"
+    with pytest.raises(UserError, match="outside the engine's shape profile"):
+        TensorRTEngine(source).start(480, 640)
