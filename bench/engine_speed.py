@@ -15,10 +15,14 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from smokeclear.cli import parse_size, parse_work_scale
+from smokeclear.engines.base import Engine
 from smokeclear.registry import parse_chain
 from smokeclear.runtime import EngineRequest, create_engine
 from smokeclear.stream.stats import percentiles
@@ -28,31 +32,12 @@ def measure(
     request: EngineRequest, width: int, height: int, iterations: int, warmup: int = 5
 ) -> dict[str, Any]:
     """Time ``iterations`` frames after ``warmup`` untimed ones."""
-    from smokeclear.synthetic.scene import LaparoscopicScene
-
-    scene = LaparoscopicScene(width, height, seed=11)
-    frames = [scene.render(index * 17).smoky for index in range(8)]
     engine, choice = create_engine(request)
     engine.start(height, width)
-    samples: dict[str, list[int]] = {"upload": [], "infer": [], "download": [], "total": []}
-    for index in range(warmup + iterations):
-        frame = frames[index % len(frames)]
-        t0 = time.perf_counter_ns()
-        tensor = engine.upload(frame)
-        t1 = time.perf_counter_ns()
-        output = engine.infer(tensor)
-        t2 = time.perf_counter_ns()
-        engine.download(output, height, width)
-        t3 = time.perf_counter_ns()
-        if index >= warmup:
-            for name, value in (
-                ("upload", t1 - t0),
-                ("infer", t2 - t1),
-                ("download", t3 - t2),
-                ("total", t3 - t0),
-            ):
-                samples[name].append(value)
-    engine.close()
+    try:
+        samples = time_engine(engine, scene_frames(width, height), iterations, warmup)
+    finally:
+        engine.close()
     stats = {name: percentiles(values).__dict__ for name, values in samples.items()}
     mean_total_s = sum(samples["total"]) / len(samples["total"]) / 1e9
     return {
@@ -66,6 +51,88 @@ def measure(
         "fps": 1.0 / mean_total_s,
         "latency_ms": stats,
     }
+
+
+def scene_frames(width: int, height: int, count: int = 8) -> list[np.ndarray]:
+    """Smoky synthetic-scene frames, ``(height, width, 3)`` uint8 BGR, to rotate among
+    (so that caches do not flatter the numbers)."""
+    from smokeclear.synthetic.scene import LaparoscopicScene
+
+    scene = LaparoscopicScene(width, height, seed=11)
+    return [scene.render(index * 17).smoky for index in range(count)]
+
+
+def time_engine(
+    engine: Engine,
+    frames: list[np.ndarray],
+    iterations: int,
+    warmup: int = 5,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> dict[str, list[int]]:
+    """Durations in ns of ``upload``, ``infer``, ``download`` and their ``total``.
+
+    Args:
+        engine: started for the size of ``frames``.
+        frames: ``(H, W, 3)`` uint8 BGR, used in turn.
+        iterations: timed frames, after ``warmup`` untimed ones.
+        clock: monotonic nanoseconds (a parameter for the tests).
+
+    Returns:
+        One list per name, ``iterations`` long. On a CUDA stream also ``gpu_infer``:
+        CUDA-event time of ``infer`` on the engine's stream (the end event is recorded
+        once ``infer`` has synchronised, which adds microseconds of host return).
+    """
+    height, width = frames[0].shape[:2]
+    stream = cuda_stream(engine)
+    events = None
+    if stream is not None:
+        import torch
+
+        events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+    samples: dict[str, list[int]] = {"upload": [], "infer": [], "download": [], "total": []}
+    if events is not None:
+        samples["gpu_infer"] = []
+    for index in range(warmup + iterations):
+        t0 = clock()
+        tensor = engine.upload(frames[index % len(frames)])
+        if events is not None:
+            events[0].record(stream)
+        t1 = clock()
+        output = engine.infer(tensor)
+        t2 = clock()
+        if events is not None:
+            events[1].record(stream)
+        engine.download(output, height, width)
+        t3 = clock()
+        if index < warmup:
+            continue
+        for name, value in (
+            ("upload", t1 - t0),
+            ("infer", t2 - t1),
+            ("download", t3 - t2),
+            ("total", t3 - t0),
+        ):
+            samples[name].append(value)
+        if events is not None:
+            events[1].synchronize()
+            samples["gpu_infer"].append(round(events[0].elapsed_time(events[1]) * 1e6))
+    return samples
+
+
+def cuda_stream(engine: Engine) -> Any:
+    """The torch handle of the CUDA stream ``engine`` runs on; None for CPU engines.
+
+    The torch and AOTInductor engines keep a ``torch.cuda.Stream``, TensorRT a raw
+    ``cudaStream_t``; neither exposes it publicly, and only timing needs it.
+    """
+    stream = getattr(engine, "_stream", None)
+    if stream is None:
+        return None
+    import torch
+
+    if isinstance(stream, torch.cuda.Stream):
+        return stream
+    return torch.cuda.ExternalStream(int(stream))
 
 
 def machine() -> dict[str, str]:

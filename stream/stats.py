@@ -70,6 +70,11 @@ class LatencyLog:
         with self._lock:
             self._samples[END_TO_END[mode]].append(presented_ns - frame.captured_ns)
 
+    def samples(self, name: str) -> list[int]:
+        """A copy of the recorded samples (ns) of a stage or end-to-end ``name``."""
+        with self._lock:
+            return list(self._samples.get(name, ()))
+
     def summary(self) -> dict[str, Percentiles]:
         with self._lock:
             order = [*STAGES, *END_TO_END.values()]

@@ -112,6 +112,18 @@ def test_synthetic_source_is_deterministic_and_offline_hands_out_every_frame():
         np.testing.assert_array_equal(x, y)
 
 
+def test_synthetic_source_replays_its_prerendered_loop():
+    rendered = SyntheticSource(48, 32, 30, seed=5, live=False, max_frames=3)
+    looped = SyntheticSource(48, 32, 30, seed=5, live=False, max_frames=5, loop_frames=2)
+    rendered.open()
+    looped.open()
+    expected = [rendered.read() for _ in range(2)]
+    frames = [looped.read() for _ in range(6)]
+    assert frames[5] is None, "max_frames still ends the stream"
+    for index, frame in enumerate(frames[:5]):
+        np.testing.assert_array_equal(frame, expected[index % 2], f"frame {index} is loop frame")
+
+
 def test_live_synthetic_source_skips_frames_when_read_late():
     source = SyntheticSource(32, 32, fps=200, live=True)
     source.open()

@@ -24,6 +24,8 @@ def test_warm_up_frames_are_excluded():
     summary = log.summary()
     assert summary["infer"].count == 5 and summary["infer"].max == 10.0
     assert summary["end to end, processed"].count == 5
+    assert log.samples("infer") == [10 * MS] * 5, "the raw samples are past the warm-up too"
+    assert log.samples("no such stage") == []
 
 
 def test_timeline_closes_windows():

@@ -1,0 +1,699 @@
+"""The bench report: the papers' figures, the targets of issue 4, markdown and plots.
+
+Everything here is a function of the results dictionary that
+:func:`smokeclear.bench.harness.run_bench` returns and writes as JSON, so a report
+can be made again from a saved file:
+
+    python -m smokeclear.bench.report bench/results/cpu/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from smokeclear.registry import REGISTRY
+
+#: The five restorers of the design; the registered ones are in the registry.
+PLANNED_RESTORERS = ("desmoke", "dereflect", "smooth", "lowlight", "enhance")
+
+# Targets (issue 4), all for an NVIDIA H100.
+TARGET_SIZE = (1920, 1080)
+TARGET_GRAPH_FPS = 60.0
+FPS_TARGETS = {"desmoke": 240.0}  # engine-only fps at 1080p FP16; others DEFAULT_FPS_TARGET
+DEFAULT_FPS_TARGET = 60.0
+LATENCY_P99_MS = 16.7
+MIN_SPEEDUP = 5.0
+MIN_PEAK_FRACTION = 0.25
+MIN_STREAMS = 4
+END_TO_END_PROCESSED = "end to end, processed"
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """A speed the paper of a restorer publishes, for reference at the same size."""
+
+    restorer: str
+    paper: str  # as the registry's ``paper`` field names it
+    width: int
+    height: int
+    seconds: float  # per frame
+    hardware: str
+    where: str  # where in the paper, and what it says
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.seconds
+
+
+PAPER_FIGURES = (
+    PaperFigure(
+        "desmoke",
+        "desmoke-laplacian-pyramid-unet",
+        512,
+        512,
+        0.038,
+        "the authors' training machine (NVIDIA Titan X 12 GB), TensorFlow/Keras",
+        "abstract and Sec. 4.3.3: 26 fps, 0.038 s per frame",
+    ),
+    PaperFigure(
+        "desmoke",
+        "desmoke-laplacian-pyramid-unet",
+        512,
+        512,
+        0.0689,
+        "NVIDIA GeForce GTX 980, Windows, Python",
+        "Table 2: 0.0689 s per image, mean over 300 real smoke images",
+    ),
+    PaperFigure(
+        "dereflect",
+        "dereflect-location-aware-sirr",
+        400,
+        540,
+        0.068,
+        "NVIDIA GeForce RTX 2080 Ti, PyTorch",
+        "Sec. 5: about 0.068 s for a 400×540 image (order of the sides as printed)",
+    ),
+    PaperFigure(
+        "smooth",
+        "smooth-unsupervised-edge-preserving",
+        1280,
+        720,
+        0.005,
+        "'a modern GPU' (trained on a GeForce 1080), Torch",
+        "Sec. 1 and Table 1: 5 ms for 1280×720",
+    ),
+    PaperFigure(
+        "lowlight",
+        "lowlight-hybrid-spatial-rnn",
+        512,
+        512,
+        0.32,
+        "NVIDIA K80, Caffe",
+        "Table V: 0.32 s at 512×512 on the GPU",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- papers
+
+
+def single_restorers(results: dict[str, Any]) -> list[str]:
+    """The restorers this run measured alone (chains excluded)."""
+    return [chain for chain in results["configuration"]["restorers"] if "," not in chain]
+
+
+def paper_references(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each paper figure beside this run's engine-only figures at the same size."""
+    singles = single_restorers(results)
+    rows = []
+    for figure in PAPER_FIGURES:
+        size = f"{figure.width}x{figure.height}"
+        row: dict[str, Any] = asdict(figure) | {"size": size, "fps": figure.fps, "ours": []}
+        if figure.restorer not in REGISTRY:
+            row |= {"status": "pending", "why": f"{figure.restorer} is not registered yet"}
+        elif figure.restorer not in singles:
+            row |= {"status": "not measured", "why": f"{figure.restorer} not in --restorer"}
+        else:
+            ours = [
+                {
+                    "engine": r["engine"],
+                    "precision": r["precision"],
+                    "infer_fps": r["infer_fps"],
+                    "fps": r["fps"],
+                    "infer_vs_paper": r["infer_fps"] / figure.fps,
+                }
+                for r in results["engine"]
+                if r["restorers"] == figure.restorer
+                and (r["width"], r["height"])
+                == (
+                    figure.width,
+                    figure.height,
+                )
+            ]
+            if ours:
+                row |= {"status": "compared", "why": "", "ours": ours}
+            else:
+                row |= {
+                    "status": "not measured",
+                    "why": f"{size} not timed in this run (use --paper-sizes or --sizes {size})",
+                }
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _target(
+    target: str, restorer: str, measured: str, ok: bool | None, why: str, not_h100: str | None
+) -> dict[str, str]:
+    """One row of the target table. ``ok`` None: not measured (``why`` says why)."""
+    if ok is None:
+        status = "not measured"
+    elif not_h100 is not None:
+        status, why = "not measured", not_h100
+    else:
+        status = "met" if ok else "missed"
+    return {
+        "target": target,
+        "restorer": restorer,
+        "status": status,
+        "measured": measured,
+        "why": why,
+    }
+
+
+def _missing_engine_why(results: dict[str, Any]) -> str:
+    config = results["configuration"]
+    if config["device"] != "cuda":
+        return "FP16 runs on a CUDA GPU; this run is on the CPU"
+    if "1920x1080" not in config["sizes"]:
+        return "1920x1080 not in --sizes"
+    return "no FP16 engine ran at 1920x1080 (see skipped and failed)"
+
+
+def _missing_graph_why(results: dict[str, Any]) -> str:
+    config = results["configuration"]
+    if config["graph_seconds"] <= 0:
+        return "graph view not run (--graph-seconds 0)"
+    if config["fps"] != TARGET_GRAPH_FPS:
+        return f"graph view ran at {config['fps']:g} fps; the target is at 60 (--fps 60)"
+    if "1920x1080" not in config["sizes"]:
+        return "1920x1080 not in --sizes"
+    return "no graph run at 1920x1080 (see failed)"
+
+
+def _h100_why(results: dict[str, Any]) -> str | None:
+    gpu = results["machine"].get("gpu")
+    if gpu and "H100" in gpu.upper():
+        return None
+    return f"the targets are set for an H100; this run is on {gpu or 'the CPU'}"
+
+
+def restorer_targets(
+    results: dict[str, Any], name: str, not_h100: str | None
+) -> list[dict[str, str]]:
+    """fps, speed-up and FLOP/s at 1080p FP16, and added latency at 1080p60, of one restorer."""
+    rows = [
+        r
+        for r in results["engine"]
+        if r["restorers"] == name
+        and (r["width"], r["height"]) == TARGET_SIZE
+        and r["precision"] == "fp16"
+    ]
+    need_fps = FPS_TARGETS.get(name, DEFAULT_FPS_TARGET)
+    fps_text = f">= {need_fps:g} fps at 1080p FP16 (engine only)"
+    speedup_text = f">= {MIN_SPEEDUP:g}x over torch FP32 eager at 1080p"
+    peak_text = f">= {MIN_PEAK_FRACTION:.0%} of the FP16 matmul peak at 1080p"
+    if not rows:
+        why = _missing_engine_why(results)
+        targets = [
+            _target(text, name, "—", None, why, not_h100)
+            for text in (fps_text, speedup_text, peak_text)
+        ]
+    else:
+        targets = []
+        best = max(rows, key=lambda r: r["fps"])
+        targets.append(
+            _target(
+                fps_text,
+                name,
+                f"{best['fps']:.1f} fps ({best['engine']})",
+                best["fps"] >= need_fps,
+                "",
+                not_h100,
+            )
+        )
+        with_speedup = [r for r in rows if r["speedup_vs_torch_fp32_eager"] is not None]
+        if with_speedup:
+            best = max(with_speedup, key=lambda r: r["speedup_vs_torch_fp32_eager"])
+            value = best["speedup_vs_torch_fp32_eager"]
+            targets.append(
+                _target(
+                    speedup_text,
+                    name,
+                    f"{value:.2f}x ({best['engine']})",
+                    value >= MIN_SPEEDUP,
+                    "",
+                    not_h100,
+                )
+            )
+        else:
+            why = "torch FP32 eager did not run at 1080p"
+            targets.append(_target(speedup_text, name, "—", None, why, not_h100))
+        peak = results.get("matmul_peak") or {}
+        with_fraction = [r for r in rows if r["fraction_of_peak"] is not None]
+        if peak.get("dtype") == "fp16" and with_fraction:
+            best = max(with_fraction, key=lambda r: r["fraction_of_peak"])
+            value = best["fraction_of_peak"]
+            targets.append(
+                _target(
+                    peak_text,
+                    name,
+                    f"{value:.1%} ({best['engine']})",
+                    value >= MIN_PEAK_FRACTION,
+                    "",
+                    not_h100,
+                )
+            )
+        else:
+            why = "no FP16 matmul peak or FLOP count in this run"
+            targets.append(_target(peak_text, name, "—", None, why, not_h100))
+    targets.append(latency_target(results, name, not_h100))
+    return targets
+
+
+def _graph_rows_1080p60(results: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in results["graph"]
+        if r["restorers"] == name
+        and (r["width"], r["height"]) == TARGET_SIZE
+        and r["fps_target"] == TARGET_GRAPH_FPS
+    ]
+
+
+def latency_target(results: dict[str, Any], name: str, not_h100: str | None) -> dict[str, str]:
+    text = f"added latency p99 <= {LATENCY_P99_MS:g} ms at 1080p60 (one stream)"
+    rows = [r for r in _graph_rows_1080p60(results, name) if r["streams"] == 1]
+    if not rows:
+        return _target(text, name, "—", None, _missing_graph_why(results), not_h100)
+    held = [r for r in rows if r["budget_ok"] and END_TO_END_PROCESSED in r["latency_ms"]]
+    if not held:
+        best = max(rows, key=lambda r: r["achieved_fps_min"])
+        measured = f"no backend held 60 fps (best {best['achieved_fps_min']:.1f} fps)"
+        return _target(text, name, measured, False, "", not_h100)
+    best = min(held, key=lambda r: r["latency_ms"][END_TO_END_PROCESSED]["p99"])
+    p99 = best["latency_ms"][END_TO_END_PROCESSED]["p99"]
+    measured = f"p99 {p99:.2f} ms ({best['engine']})"
+    return _target(text, name, measured, p99 <= LATENCY_P99_MS, "", not_h100)
+
+
+def streams_target(results: dict[str, Any], not_h100: str | None) -> dict[str, str]:
+    text = f"{MIN_STREAMS} concurrent 1080p60 streams"
+    if "desmoke" not in single_restorers(results):
+        return _target(text, "desmoke", "—", None, "desmoke not in --restorer", not_h100)
+    rows = _graph_rows_1080p60(results, "desmoke")
+    if not rows:
+        return _target(text, "desmoke", "—", None, _missing_graph_why(results), not_h100)
+    held = max((r["streams"] for r in rows if r["budget_ok"]), default=0)
+    broke = any(not r["budget_ok"] for r in rows)
+    measured = f"{held} stream(s) held the budget"
+    if held >= MIN_STREAMS:
+        return _target(text, "desmoke", measured, True, "", not_h100)
+    if broke:
+        return _target(text, "desmoke", measured, False, "", not_h100)
+    why = f"--streams stopped at {max(r['streams'] for r in rows)}"
+    return _target(text, "desmoke", measured, None, why, not_h100)
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, str]]:
+    """Issue 4's targets, each met, missed or not measured (with why)."""
+    not_h100 = _h100_why(results)
+    singles = single_restorers(results)
+    targets = []
+    for name in singles:
+        targets += restorer_targets(results, name, not_h100)
+    targets.append(streams_target(results, not_h100))
+    for name in PLANNED_RESTORERS:
+        if name in singles:
+            continue
+        why = f"{name} not in --restorer" if name in REGISTRY else f"{name} is not registered yet"
+        need = FPS_TARGETS.get(name, DEFAULT_FPS_TARGET)
+        targets.append(
+            _target(f">= {need:g} fps at 1080p FP16 (and the rest)", name, "—", None, why, None)
+        )
+    return targets
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _num(value: float | None, spec: str = ".1f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return format(value, spec)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _latency_text(latency: dict[str, Any] | None, keys: tuple[str, ...]) -> str:
+    if not latency:
+        return "—"
+    return " / ".join(_num(latency[key], ".2f") for key in keys)
+
+
+def format_markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    config = results["configuration"]
+    where = machine.get("gpu") or f"CPU: {machine.get('cpu')}"
+    lines = [
+        f"# smokeclear bench: {where}",
+        "",
+        f"`{results['command']}`",
+        "",
+        f"{results['created']}, {_num(results.get('wall_s'), '.0f')} s. {_machine_text(machine)}",
+        "",
+        "## Targets (issue 4)",
+        "",
+    ]
+    lines += _table(
+        ["target", "restorer", "status", "measured", "why"],
+        [
+            [t["target"], t["restorer"], t["status"], t["measured"], t["why"]]
+            for t in results["targets"]
+        ],
+    )
+    peak = results.get("matmul_peak")
+    peak_text = (
+        f"{peak['flops_per_s'] / 1e9:.1f} GFLOP/s ({peak['dtype']}, {peak['method']})"
+        if peak
+        else "not measured (no torch)"
+    )
+    lines += [
+        "",
+        f"## Engine only (batch 1, {config['warmup']} warm-up frames excluded, "
+        f"{config['iterations']} timed)",
+        "",
+        f"fps: upload + infer + download in series; infer fps: the network alone. Speed-up: "
+        f"mean infer time of torch FP32 eager over this row's, same chain and size. FLOPs: "
+        f"torch.utils.flop_counter (convolutions, matmuls). CPU %: the process over the "
+        f"loop, 100 = one core. Matmul peak: {peak_text}.",
+        "",
+    ]
+    engine_rows = []
+    for r in results["engine"]:
+        latency = r["latency_ms"]
+        engine_rows.append(
+            [
+                r["restorers"],
+                r["engine"] + (" (baseline)" if r["baseline"] else ""),
+                r["precision"],
+                f"{r['width']}x{r['height']}",
+                _num(r["fps"]),
+                _num(r["infer_fps"]),
+                _latency_text(latency["infer"], ("p50", "p99")),
+                _latency_text(latency.get("gpu_infer"), ("p50",)),
+                _num(r["speedup_vs_torch_fp32_eager"], ".2f") + "x",
+                _num(r["flops_per_frame"] / 1e9 if r["flops_per_frame"] else None, ".2f"),
+                _num(r["achieved_flops_per_s"] / 1e9 if r["achieved_flops_per_s"] else None),
+                _num(100 * r["fraction_of_peak"] if r["fraction_of_peak"] else None) + " %",
+                _num(r.get("process_cpu_percent"), ".0f"),
+                _num(r.get("peak_gpu_memory_mb"), ".0f"),
+                _num(r["rss_mb"], ".0f"),
+            ]
+        )
+    lines += _table(
+        [
+            "restorers",
+            "engine",
+            "precision",
+            "size",
+            "fps",
+            "infer fps",
+            "infer p50 / p99 ms",
+            "GPU infer p50 ms",
+            "vs FP32 eager",
+            "GFLOP/frame",
+            "GFLOP/s",
+            "of peak",
+            "CPU %",
+            "peak GPU MB",
+            "RSS MB",
+        ],
+        engine_rows,
+    )
+    lines += [
+        "",
+        f"## Graph (synthetic source at {config['fps']:g} fps -> engine -> NullSink, "
+        f"{config['graph_seconds']:g} s per run, streams run together)",
+        "",
+        "achieved fps: restored frames shown per second of source time, past the warm-up, "
+        "worst stream; the budget breaks below "
+        "95 % of the target rate or above 5 % bypassed. Latency pooled over the streams, "
+        "warm-up excluded. CPU: % of one core over the run, by stage thread (all streams); "
+        "other = native pools (onnxruntime, OpenMP, CUDA) and the main thread.",
+        "",
+    ]
+    graph_rows = []
+    for r in results["graph"]:
+        counters = r["counters"]
+        cpu = r["cpu"].get("stage_cpu_percent") or {}
+        graph_rows.append(
+            [
+                r["restorers"],
+                r["engine"],
+                f"{r['width']}x{r['height']}",
+                str(r["streams"]),
+                _num(r["achieved_fps_min"]),
+                _num(100 * r["bypass_rate_max"]) + " %",
+                f"{counters['source_skipped']} / {counters['dropped']} / {counters['late']}",
+                _latency_text(
+                    r["latency_ms"].get(END_TO_END_PROCESSED), ("p50", "p95", "p99", "max")
+                ),
+                _latency_text(r["latency_ms"].get("infer"), ("p50", "p99")),
+                " / ".join(
+                    _num(cpu.get(stage), ".0f")
+                    for stage in (
+                        "capture",
+                        "preprocess",
+                        "infer",
+                        "postprocess",
+                        "presenter",
+                        "other",
+                    )
+                ),
+                _num(r["cpu"].get("process_cpu_percent"), ".0f"),
+                _num(r.get("peak_gpu_memory_mb"), ".0f"),
+                _num(r["rss_mb"], ".0f"),
+                "holds" if r["budget_ok"] else f"broken: {r['budget_broken_because']}",
+            ]
+        )
+    lines += _table(
+        [
+            "restorers",
+            "engine",
+            "size",
+            "streams",
+            "achieved fps",
+            "bypassed",
+            "skipped at source / dropped / deadline misses",
+            "end to end p50 / p95 / p99 / max ms",
+            "infer p50 / p99 ms",
+            "CPU % capture / pre / infer / post / presenter / other",
+            "process CPU %",
+            "peak GPU MB",
+            "RSS MB",
+            "budget",
+        ],
+        graph_rows,
+    )
+    lines += ["", "## The papers' figures (their hardware, not ours)", ""]
+    paper_rows = []
+    for ref in results["references"]:
+        ours = (
+            "; ".join(
+                f"{o['engine']} {o['precision']}: {o['infer_fps']:.1f} fps "
+                f"({o['infer_vs_paper']:.2f}x)"
+                for o in ref["ours"]
+            )
+            or "—"
+        )
+        paper_rows.append(
+            [
+                ref["restorer"],
+                ref["size"],
+                f"{ref['seconds'] * 1e3:g} ms ({ref['fps']:.1f} fps)",
+                ref["hardware"],
+                ref["where"],
+                ours,
+                ref["status"] + (f": {ref['why']}" if ref["why"] else ""),
+            ]
+        )
+    lines += _table(
+        [
+            "restorer",
+            "size",
+            "paper",
+            "paper's hardware",
+            "source",
+            "ours (infer fps, x paper)",
+            "status",
+        ],
+        paper_rows,
+    )
+    lines += ["", "## Skipped", ""]
+    lines += _table(
+        ["backend", "precision", "reason"],
+        [[s["backend"], s["precision"], s["reason"]] for s in results["skipped"]],
+    )
+    if results["failed"]:
+        lines += ["", "## Failed", ""]
+        lines += _table(
+            ["view", "restorers", "backend", "precision", "size", "error"],
+            [
+                [f["view"], f["restorers"], f["backend"], f["precision"], f["size"], f["error"]]
+                for f in results["failed"]
+            ],
+        )
+    cost = results["cost"]
+    lines += [
+        "",
+        f"Host memory: peak RSS {_num(cost['peak_rss_mb'], '.0f')} MB over the run.",
+    ]
+    if results.get("plots"):
+        lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in results["plots"]]
+    elif results.get("plots_note"):
+        lines += ["", f"Plots: {results['plots_note']}."]
+    return "\n".join(lines) + "\n"
+
+
+def _machine_text(machine: dict[str, Any]) -> str:
+    gpu = "GPU none"
+    if machine.get("gpu"):
+        gpu = (
+            f"GPU {machine['gpu']} (driver {machine.get('driver') or '?'}, CUDA "
+            f"{machine.get('cuda')}, cuDNN {machine.get('cudnn')})"
+        )
+    return (
+        f"CPU {machine.get('cpu')} ({machine.get('cpu_count')} cores); {gpu}; "
+        f"torch {machine.get('torch')}, onnxruntime {machine.get('onnxruntime')}, "
+        f"TensorRT {machine.get('tensorrt') or 'not installed'}; load average before / after "
+        f"{_load(machine.get('load_average_before'))} / {_load(machine.get('load_average_after'))}."
+    )
+
+
+def _load(values: list[float] | None) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) if values else "?"
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def write_plots(results: dict[str, Any], json_path: Path) -> tuple[list[Path], str | None]:
+    """fps vs resolution and the end-to-end latency CDF as PNGs beside ``json_path``.
+
+    Returns the files written, and a note when there are none (no matplotlib).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        return [], 'matplotlib is not installed (pip install "smokeclear[bench]"), no plots'
+    written = []
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for r in results["engine"]:
+        label = f"{r['restorers']} {r['engine']}"
+        lines.setdefault(label, []).append((r["width"] * r["height"] / 1e6, r["fps"]))
+    if lines:
+        figure, axes = plt.subplots(figsize=(7, 4.5))
+        for label, points in sorted(lines.items()):
+            points.sort()
+            axes.plot(*zip(*points, strict=True), marker="o", label=label)
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        sizes = sorted(
+            {
+                (r["width"] * r["height"] / 1e6, f"{r['width']}x{r['height']}")
+                for r in results["engine"]
+            }
+        )
+        axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axes.set_xticks([pixels for pixels, _ in sizes], [text for _, text in sizes], rotation=30)
+        axes.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axes.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axes.set_xlabel("frame size (log of the pixel count)")
+        axes.set_ylabel("fps (engine only: upload + infer + download)")
+        axes.set_title("fps vs resolution")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize="small")
+        path = json_path.parent / f"{json_path.stem}-fps-vs-resolution.png"
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    curves = [r for r in results["graph"] if r["end_to_end_quantiles_ms"]]
+    if len(curves) > 12:  # readable: one stream only
+        curves = [r for r in curves if r["streams"] == 1]
+    if curves:
+        figure, axes = plt.subplots(figsize=(7, 4.5))
+        quantiles = [q / 100 for q in range(101)]
+        for r in curves:
+            label = f"{r['restorers']} {r['engine']} {r['width']}x{r['height']} x{r['streams']}"
+            axes.plot(r["end_to_end_quantiles_ms"], quantiles, label=label)
+        budgets = sorted({r["budget_ms"] for r in curves})
+        for budget in budgets:
+            axes.axvline(budget, color="grey", linestyle="--", linewidth=1)
+        axes.set_xlabel("capture-to-display latency of restored frames (ms)")
+        axes.set_ylabel("fraction of frames")
+        axes.set_title(
+            f"end-to-end latency CDF (dashed: budget {', '.join(f'{b:.1f}' for b in budgets)} ms)"
+        )
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize="small")
+        path = json_path.parent / f"{json_path.stem}-latency-cdf.png"
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written, None if written else "nothing to plot"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: strict JSON has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def write_report(results: dict[str, Any], json_path: Path, plots: bool = True) -> list[Path]:
+    """Write the JSON, the markdown beside it (``.md``) and the plots; returns the paths.
+
+    Records the plot file names (or why there are none) in ``results``.
+    """
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    if plots:
+        plot_paths, note = write_plots(results, json_path)
+    else:
+        plot_paths, note = [], "not asked for (--no-plots)"
+    results["plots"] = [path.name for path in plot_paths]
+    results["plots_note"] = note
+    json_path.write_text(json.dumps(finite(results), indent=2) + "\n")
+    markdown = json_path.with_suffix(".md")
+    markdown.write_text(format_markdown(results))
+    return [json_path, markdown, *plot_paths]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Remake the markdown and plots of a bench JSON.")
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    for path in write_report(results, args.results, plots=not args.no_plots):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""``smokeclear bench`` end to end on the CPU, tiny: it writes JSON and markdown; no speed
+is asserted. Bad arguments are one line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from smokeclear.cli import main
+
+
+def test_a_tiny_bench_writes_the_json_and_the_markdown(tmp_path, capsys, tiny_weights):
+    out = tmp_path / "results" / "run.json"
+    code = main(
+        [
+            "bench",
+            "--weights",
+            str(tiny_weights),
+            "--sizes",
+            "64x48",
+            "--backends",
+            "torch",
+            "--precisions",
+            "fp32",
+            "--iterations",
+            "3",
+            "--warmup",
+            "1",
+            "--streams",
+            "1",
+            "--graph-seconds",
+            "0.6",
+            "--fps",
+            "20",
+            "--matmul-seconds",
+            "0.05",
+            "--device",
+            "cpu",
+            "--no-plots",
+            "--json",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "[engine 1/1] desmoke torch-fp32 64x48" in printed and "[graph] desmoke" in printed
+    results = json.loads(out.read_text(), parse_constant=pytest.fail)  # strict: no NaN
+    assert {
+        "schema",
+        "command",
+        "machine",
+        "configuration",
+        "skipped",
+        "failed",
+        "matmul_peak",
+        "engine",
+        "graph",
+        "references",
+        "targets",
+        "cost",
+    } <= set(results)
+    assert {"torch", "onnxruntime", "cpu", "python"} <= set(results["machine"])
+    assert results["configuration"]["sizes"] == ["64x48"] and results["failed"] == []
+    skipped = {(s["backend"], s["precision"]): s["reason"] for s in results["skipped"]}
+    assert skipped["onnxruntime", "fp32"] == "not in --backends"
+    assert "tensorrt" in {backend for backend, _ in skipped} and all(skipped.values())
+
+    (engine,) = results["engine"]
+    assert engine["baseline"] and engine["speedup_vs_torch_fp32_eager"] == 1.0
+    assert engine["latency_ms"]["infer"]["count"] == 3, "warm-up excluded"
+    assert set(engine["latency_ms"]) == {"upload", "infer", "download", "total"}
+    assert engine["flops_per_frame"] > 0 and engine["fraction_of_peak"] > 0
+
+    (graph,) = results["graph"]
+    assert graph["streams"] == 1 and len(graph["reports"]) == 1
+    assert graph["counters"]["captured"] == 12
+    assert {"achieved_fps", "bypass_rate", "budget_ok", "latency_ms", "cpu"} <= set(graph)
+    assert "end to end, processed" in graph["latency_ms"] or graph["bypass_rate_max"] == 1.0
+    assert {t["status"] for t in results["targets"]} <= {"met", "missed", "not measured"}
+
+    markdown = out.with_suffix(".md").read_text()
+    for heading in ("## Targets (issue 4)", "## Engine only", "## Graph", "## Skipped"):
+        assert heading in markdown
+    assert "| desmoke | torch-cpu-fp32 (baseline) | fp32 | 64x48 |" in markdown
+    assert "Plots: not asked for (--no-plots)." in markdown
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--backends", "torch,warp-drive"],
+        ["--streams", "1,two"],
+        ["--sizes", "8x8"],
+        ["--restorer", "nosuchnet"],
+        ["--precisions", "int4"],
+    ],
+)
+def test_bad_bench_arguments_are_one_line(arguments, capsys):
+    assert main(["bench", "--device", "cpu", *arguments]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("smokeclear: error: "), err
