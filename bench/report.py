@@ -168,6 +168,26 @@ def _target(
     }
 
 
+def _best_row_target(
+    target: str,
+    restorer: str,
+    rows: list[dict[str, Any]],
+    key: str,
+    template: str,
+    threshold: float,
+    why_missing: str,
+    not_h100: str | None,
+) -> dict[str, str]:
+    """The target judged on the row with the highest ``key`` (rows without it ignored)."""
+    measured = [row for row in rows if row[key] is not None]
+    if not measured:
+        return _target(target, restorer, "—", None, why_missing, not_h100)
+    best = max(measured, key=lambda row: row[key])
+    value = best[key]
+    text = f"{template.format(value)} ({best['engine']})"
+    return _target(target, restorer, text, value >= threshold, "", not_h100)
+
+
 def _missing_engine_why(results: dict[str, Any]) -> str:
     config = results["configuration"]
     if config["device"] != "cuda":
@@ -217,53 +237,30 @@ def restorer_targets(
             for text in (fps_text, speedup_text, peak_text)
         ]
     else:
-        targets = []
-        best = max(rows, key=lambda r: r["fps"])
-        targets.append(
-            _target(
-                fps_text,
+        peak_is_fp16 = (results.get("matmul_peak") or {}).get("dtype") == "fp16"
+        targets = [
+            _best_row_target(fps_text, name, rows, "fps", "{:.1f} fps", need_fps, "", not_h100),
+            _best_row_target(
+                speedup_text,
                 name,
-                f"{best['fps']:.1f} fps ({best['engine']})",
-                best["fps"] >= need_fps,
-                "",
+                rows,
+                "speedup_vs_torch_fp32_eager",
+                "{:.2f}x",
+                MIN_SPEEDUP,
+                "torch FP32 eager did not run at 1080p",
                 not_h100,
-            )
-        )
-        with_speedup = [r for r in rows if r["speedup_vs_torch_fp32_eager"] is not None]
-        if with_speedup:
-            best = max(with_speedup, key=lambda r: r["speedup_vs_torch_fp32_eager"])
-            value = best["speedup_vs_torch_fp32_eager"]
-            targets.append(
-                _target(
-                    speedup_text,
-                    name,
-                    f"{value:.2f}x ({best['engine']})",
-                    value >= MIN_SPEEDUP,
-                    "",
-                    not_h100,
-                )
-            )
-        else:
-            why = "torch FP32 eager did not run at 1080p"
-            targets.append(_target(speedup_text, name, "—", None, why, not_h100))
-        peak = results.get("matmul_peak") or {}
-        with_fraction = [r for r in rows if r["fraction_of_peak"] is not None]
-        if peak.get("dtype") == "fp16" and with_fraction:
-            best = max(with_fraction, key=lambda r: r["fraction_of_peak"])
-            value = best["fraction_of_peak"]
-            targets.append(
-                _target(
-                    peak_text,
-                    name,
-                    f"{value:.1%} ({best['engine']})",
-                    value >= MIN_PEAK_FRACTION,
-                    "",
-                    not_h100,
-                )
-            )
-        else:
-            why = "no FP16 matmul peak or FLOP count in this run"
-            targets.append(_target(peak_text, name, "—", None, why, not_h100))
+            ),
+            _best_row_target(
+                peak_text,
+                name,
+                rows if peak_is_fp16 else [],
+                "fraction_of_peak",
+                "{:.1%}",
+                MIN_PEAK_FRACTION,
+                "no FP16 matmul peak or FLOP count in this run",
+                not_h100,
+            ),
+        ]
     targets.append(latency_target(results, name, not_h100))
     return targets
 
