@@ -122,10 +122,10 @@ def time_engine(
 def cuda_stream(engine: Engine) -> Any:
     """The torch handle of the CUDA stream ``engine`` runs on; None for CPU engines.
 
-    The torch and AOTInductor engines keep a ``torch.cuda.Stream``, TensorRT a raw
-    ``cudaStream_t``; neither exposes it publicly, and only timing needs it.
+    The torch and AOTInductor engines expose a ``torch.cuda.Stream``, TensorRT a raw
+    ``cudaStream_t`` handle, as ``cuda_stream``; onnxruntime has none.
     """
-    stream = getattr(engine, "_stream", None)
+    stream = getattr(engine, "cuda_stream", None)
     if stream is None:
         return None
     import torch

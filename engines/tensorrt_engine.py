@@ -349,6 +349,11 @@ class TensorRTEngine:
         self._states: dict[Shape, _ShapeState] = {}
         self._bound_shape: Shape | None = None
 
+    @property
+    def cuda_stream(self) -> int | None:
+        """The ``cudaStream_t`` handle the engine runs on (None before ``start``)."""
+        return self._stream
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, height: int, width: int) -> None:

@@ -80,6 +80,11 @@ class TorchEngine:
         for _ in range(3 if self.device.type == "cuda" else 1):
             self.download(self.infer(self.upload(warmup)), height, width)
 
+    @property
+    def cuda_stream(self) -> torch.cuda.Stream | None:
+        """The CUDA stream every stage of this engine runs on (None on the CPU)."""
+        return self._stream
+
     def _on_stream(self):
         if self._stream is None:
             return contextlib.nullcontext()

@@ -61,3 +61,10 @@ def test_warm_up_frames_are_run_but_not_timed():
 
 def test_a_cpu_engine_has_no_cuda_stream():
     assert cuda_stream(ClockedEngine(FakeClock(), 0)) is None
+
+
+def test_torch_engines_publish_their_stream_and_the_cpu_has_none():
+    from smokeclear.engines.torch_engine import TorchEngine
+
+    engine = TorchEngine(lambda: None, device="cpu")
+    assert engine.cuda_stream is None and cuda_stream(engine) is None
