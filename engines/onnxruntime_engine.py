@@ -42,7 +42,8 @@ class OnnxRuntimeEngine:
             raise UserError(
                 f"none of the onnxruntime providers {self.requested_providers} is available "
                 f"(this build has {', '.join(available)})",
-                "Install onnxruntime-gpu for CUDA, or use --backend torch.",
+                "For CUDA, replace the CPU build: pip uninstall -y onnxruntime && pip install "
+                "onnxruntime-gpu; or use --backend torch.",
             )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
