@@ -62,6 +62,87 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def tiny_conv_onnx():
+    """Writes a one-conv ONNX restorer: ``make(path, fp16=False, multiple=8) -> path``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def make(path: Path, fp16: bool = False, multiple: int = 8) -> Path:
+        """image (1, 3, H, W) float32 -> 3x3 Conv -> Relu -> restored, dynamic H and W.
+
+        ``fp16``: the AutoCast shape (FP32 I/O, Cast to FP16, FP16 weights, Cast back).
+        """
+        rng = np.random.default_rng(0)
+        weight = rng.normal(0, 0.2, (3, 3, 3, 3)).astype(np.float16 if fp16 else np.float32)
+        nodes, source = [], "image"
+        if fp16:
+            nodes.append(helper.make_node("Cast", ["image"], ["image16"], to=TensorProto.FLOAT16))
+            source = "image16"
+        nodes.append(helper.make_node("Conv", [source, "weight"], ["conv"], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", ["conv"], ["relu"], name="node_relu"))
+        if fp16:
+            nodes.append(helper.make_node("Cast", ["relu"], ["restored"], to=TensorProto.FLOAT))
+        else:
+            nodes[-1].output[0] = "restored"
+        shape = [1, 3, "h", "w"]
+        graph = helper.make_graph(
+            nodes,
+            "tiny",
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info("restored", TensorProto.FLOAT, shape)],
+            [numpy_helper.from_array(weight, "weight")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 9
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "input_multiple", str(multiple)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def engine_key():
+    """Makes an engine-cache key (H100, TensorRT 10, FP16, 720p-1080p); kwargs change fields."""
+    import dataclasses
+
+    from smokeclear.engines.engine_cache import EngineKey
+
+    key = EngineKey(
+        onnx_sha256="ab" * 32,
+        tensorrt_version="10.13.3.9",
+        gpu_name="NVIDIA H100 80GB HBM3",
+        compute_capability="9.0",
+        precision="fp16",
+        profile=((1, 3, 736, 1280), (1, 3, 736, 1280), (1, 3, 1088, 1920)),
+        optimization_level=3,
+    )
+    return lambda **changes: dataclasses.replace(key, **changes)
+
+
+@pytest.fixture
+def torch_reference():
+    """``restore(weights, frame)``: FP32 torch desmoke of a uint8 BGR frame, as engines return."""
+    import torch
+
+    from smokeclear.nets.loading import load_restorer
+    from smokeclear.nets.wrappers import run_padded
+    from smokeclear.registry import get_restorer
+
+    def restore(weights: Path, frame: np.ndarray) -> np.ndarray:
+        net = load_restorer(get_restorer("desmoke"), weights)
+        rgb = frame[:, :, ::-1].transpose(2, 0, 1).copy()
+        tensor = torch.from_numpy(rgb).float()[None] / 255
+        with torch.inference_mode():
+            out = run_padded(net, tensor)[0].clamp(0, 1)
+        return (out.numpy().transpose(1, 2, 0)[:, :, ::-1] * 255 + 0.5).astype(np.uint8)
+
+    return restore
+
+
 # --------------------------------------------------------------------------- test doubles
 
 

@@ -11,30 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from smokeclear.engines.aoti_engine import AotiEngine
 from smokeclear.export.aoti import compile_package
 from smokeclear.nets.loading import load_restorer
-from smokeclear.nets.wrappers import WorkingResolution, run_padded
+from smokeclear.nets.wrappers import WorkingResolution
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.scene import LaparoscopicScene
 
 DESMOKE = get_restorer("desmoke")
 
 
-def reference(weights: Path, frame: np.ndarray) -> np.ndarray:
-    net = load_restorer(DESMOKE, weights)
-    tensor = torch.from_numpy(frame[:, :, ::-1].transpose(2, 0, 1).copy()).float()[None] / 255
-    with torch.inference_mode():
-        out = run_padded(net, tensor)[0].clamp(0, 1)
-    return (out.numpy().transpose(1, 2, 0)[:, :, ::-1] * 255 + 0.5).astype(np.uint8)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # the C++ compile alone takes 2-4 minutes on two cores
 def test_aoti_engine_recovers_from_a_corrupt_package_and_matches_torch(
-    tiny_weights, tmp_path, caplog
+    tiny_weights, tmp_path, caplog, torch_reference
 ):
     packages: list[Path] = []
 
@@ -57,7 +48,7 @@ def test_aoti_engine_recovers_from_a_corrupt_package_and_matches_torch(
     for height, width in [(64, 64), (37, 53), (64, 96), (96, 32)]:
         frame = LaparoscopicScene(width, height, seed=2).render(40).smoky
         out = engine.download(engine.infer(engine.upload(frame)), height, width)
-        assert np.abs(out.astype(int) - reference(tiny_weights, frame)).max() <= 1
+        assert np.abs(out.astype(int) - torch_reference(tiny_weights, frame)).max() <= 1
     engine.close()
 
 

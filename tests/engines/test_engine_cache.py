@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -24,19 +23,6 @@ GOOD_PLAN = b"test plan bytes that the stand-in deserialiser accepts"
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SMOKECLEAR_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache" / "engines"
-
-
-def make_key(**changes) -> EngineKey:
-    key = EngineKey(
-        onnx_sha256="ab" * 32,
-        tensorrt_version="10.13.3.9",
-        gpu_name="NVIDIA H100 80GB HBM3",
-        compute_capability="9.0",
-        precision="fp16",
-        profile=((1, 3, 736, 1280), (1, 3, 736, 1280), (1, 3, 1088, 1920)),
-        optimization_level=3,
-    )
-    return dataclasses.replace(key, **changes)
 
 
 def accept_good(plan: bytes) -> str | None:
@@ -71,27 +57,27 @@ class Builder:
         {"optimization_level": 5},
     ],
 )
-def test_every_field_changes_the_digest(change):
-    assert make_key(**change).digest() != make_key().digest()
+def test_every_field_changes_the_digest(change, engine_key):
+    assert engine_key(**change).digest() != engine_key().digest()
 
 
-def test_digest_is_stable_and_the_key_round_trips():
-    key = make_key()
-    assert key.digest() == make_key().digest() and len(key.digest()) == 64
+def test_digest_is_stable_and_the_key_round_trips(engine_key):
+    key = engine_key()
+    assert key.digest() == engine_key().digest() and len(key.digest()) == 64
     assert EngineKey.from_dict(key.to_dict()) == key
 
 
-def test_a_key_missing_a_field_is_named():
-    data = make_key().to_dict()
+def test_a_key_missing_a_field_is_named(engine_key):
+    data = engine_key().to_dict()
     del data["precision"]
     with pytest.raises(ValueError, match="precision"):
         EngineKey.from_dict(data)
     with pytest.raises(ValueError, match="bad engine key"):
-        EngineKey.from_dict({**make_key().to_dict(), "profile": [["x"]]})
+        EngineKey.from_dict({**engine_key().to_dict(), "profile": [["x"]]})
 
 
-def test_sidecar_round_trip(own_cache):
-    key = make_key()
+def test_sidecar_round_trip(own_cache, engine_key):
+    key = engine_key()
     plan = engine_cache.plan_path(key)
     plan.parent.mkdir(parents=True)
     sidecar = engine_cache.write_sidecar(plan, key, {"label": "desmoke", "input_multiple": 32})
@@ -119,10 +105,10 @@ def test_timing_cache_path_per_tensorrt_and_gpu(own_cache):
 # --------------------------------------------------------------------------- list and clear
 
 
-def test_list_and_clear_on_a_temporary_cache(own_cache):
+def test_list_and_clear_on_a_temporary_cache(own_cache, engine_key):
     assert engine_cache.list_entries() == []
     assert engine_cache.clear() == 0
-    described = make_key()
+    described = engine_key()
     engine_cache.load_or_build(described, Builder(), accept_good, info={"label": "desmoke"})
     orphan = own_cache / "0123.plan"
     orphan.write_bytes(b"a plan without a sidecar")
@@ -149,8 +135,8 @@ def test_list_and_clear_on_a_temporary_cache(own_cache):
 # --------------------------------------------------------------------------- load or build
 
 
-def test_miss_builds_once_then_hits(own_cache):
-    key, builder = make_key(), Builder()
+def test_miss_builds_once_then_hits(own_cache, engine_key):
+    key, builder = engine_key(), Builder()
     engine, plan = engine_cache.load_or_build(key, builder, accept_good)
     assert (engine, builder.calls) == ("engine", 1)
     assert plan == engine_cache.plan_path(key) and plan.read_bytes() == GOOD_PLAN
@@ -166,8 +152,8 @@ def test_miss_builds_once_then_hits(own_cache):
         lambda plan: plan.write_bytes(b"\x00" * 64),  # corrupt / another TensorRT version
     ],
 )
-def test_a_plan_that_fails_to_deserialise_is_named_and_rebuilt(damage, caplog):
-    key, builder = make_key(), Builder()
+def test_a_plan_that_fails_to_deserialise_is_named_and_rebuilt(damage, caplog, engine_key):
+    key, builder = engine_key(), Builder()
     _, plan = engine_cache.load_or_build(key, builder, accept_good)
     damage(plan)
     caplog.clear()
@@ -181,8 +167,8 @@ def test_a_plan_that_fails_to_deserialise_is_named_and_rebuilt(damage, caplog):
     )
 
 
-def test_a_plan_without_its_sidecar_is_rebuilt(caplog):
-    key, builder = make_key(), Builder()
+def test_a_plan_without_its_sidecar_is_rebuilt(caplog, engine_key):
+    key, builder = engine_key(), Builder()
     _, plan = engine_cache.load_or_build(key, builder, accept_good)
     engine_cache.sidecar_path(plan).unlink()
     engine_cache.load_or_build(key, builder, accept_good)
@@ -192,8 +178,8 @@ def test_a_plan_without_its_sidecar_is_rebuilt(caplog):
     assert engine_cache.sidecar_key(document) == key, "the rebuild rewrites the sidecar"
 
 
-def test_a_build_that_writes_nothing_or_an_unloadable_plan_caches_nothing():
-    key = make_key()
+def test_a_build_that_writes_nothing_or_an_unloadable_plan_caches_nothing(engine_key):
+    key = engine_key()
 
     def writes_nothing(path: Path) -> None:
         return None
@@ -206,13 +192,13 @@ def test_a_build_that_writes_nothing_or_an_unloadable_plan_caches_nothing():
     assert not engine_cache.plan_path(key).exists()
 
 
-def test_a_failing_build_leaves_no_partial_file(own_cache):
+def test_a_failing_build_leaves_no_partial_file(own_cache, engine_key):
     def fails(path: Path) -> None:
         path.write_bytes(b"half a plan")
         raise RuntimeError("TensorRT could not build an engine")
 
     with pytest.raises(RuntimeError, match="could not build"):
-        engine_cache.load_or_build(make_key(), fails, accept_good)
+        engine_cache.load_or_build(engine_key(), fails, accept_good)
     assert not [p for p in own_cache.iterdir() if p.is_file()]
 
 

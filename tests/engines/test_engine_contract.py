@@ -14,8 +14,6 @@ import pytest
 import torch
 
 from smokeclear.engines.select import unavailable_reason
-from smokeclear.nets.loading import load_restorer
-from smokeclear.nets.wrappers import run_padded
 from smokeclear.registry import get_restorer
 from smokeclear.runtime import EngineRequest, create_engine
 
@@ -71,39 +69,31 @@ def make_engine(backend: tuple[str, str], weights: Path, divisor: int = 1):
     return engine
 
 
-def reference(weights: Path, frame: np.ndarray) -> np.ndarray:
-    net = load_restorer(DESMOKE, weights)
-    tensor = torch.from_numpy(frame[:, :, ::-1].transpose(2, 0, 1).copy()).float()[None] / 255
-    with torch.inference_mode():
-        out = run_padded(net, tensor)[0].clamp(0, 1)
-    return (out.numpy().transpose(1, 2, 0)[:, :, ::-1] * 255 + 0.5).astype(np.uint8)
-
-
 def scene_frame(width: int, height: int) -> np.ndarray:
     from smokeclear.synthetic.scene import LaparoscopicScene
 
     return LaparoscopicScene(width, height, seed=2).render(40).smoky
 
 
-def test_engines_match_the_torch_reference(backend, tiny_weights):
+def test_engines_match_the_torch_reference(backend, tiny_weights, torch_reference):
     engine = make_engine(backend, tiny_weights)
     engine.start(48, 64)
     frame = scene_frame(64, 48)
     out = engine.download(engine.infer(engine.upload(frame)), 48, 64)
-    expected = reference(tiny_weights, frame)
+    expected = torch_reference(tiny_weights, frame)
     difference = np.abs(out.astype(int) - expected).max()
     assert difference <= TOLERANCE[backend[1]], f"{engine.name}: max difference {difference}"
     engine.close()
 
 
-def test_engines_follow_frame_size_changes(backend, tiny_weights):
+def test_engines_follow_frame_size_changes(backend, tiny_weights, torch_reference):
     engine = make_engine(backend, tiny_weights)
     engine.start(48, 64)
     for height, width in [(37, 53), (64, 96), (32, 32)]:
         frame = scene_frame(width, height)
         out = engine.download(engine.infer(engine.upload(frame)), height, width)
         assert out.shape == (height, width, 3) and out.dtype == np.uint8
-        expected = reference(tiny_weights, frame)
+        expected = torch_reference(tiny_weights, frame)
         assert np.abs(out.astype(int) - expected).max() <= TOLERANCE[backend[1]]
 
 

@@ -200,35 +200,11 @@ def test_choosing_tensorrt_when_it_can_run(monkeypatch):
 # --------------------------------------------------------------------------- with TensorRT
 
 
-def tiny_conv_onnx(path: Path, multiple: int = 8) -> Path:
-    """image (1, 3, H, W) -> 3x3 Conv -> Relu -> restored, dynamic H and W, FP32."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = np.random.default_rng(0).normal(0, 0.2, (3, 3, 3, 3)).astype(np.float32)
-    nodes = [
-        helper.make_node("Conv", ["image", "weight"], ["conv"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["conv"], ["restored"]),
-    ]
-    shape = [1, 3, "h", "w"]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("restored", TensorProto.FLOAT, shape)],
-        [numpy_helper.from_array(weight, "weight")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    entry = model.metadata_props.add()
-    entry.key, entry.value = "input_multiple", str(multiple)
-    onnx.save(model, str(path))
-    return path
-
-
 @pytest.mark.trt
 @pytest.mark.gpu
-def test_real_engine_matches_onnxruntime_and_reuses_the_cache(tmp_path, rng, monkeypatch):
+def test_real_engine_matches_onnxruntime_and_reuses_the_cache(
+    tmp_path, rng, monkeypatch, tiny_conv_onnx
+):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (smokeclear[gpu])")
     from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
     from smokeclear.engines.tensorrt_engine import CachedPlan, cuda_gpu_count

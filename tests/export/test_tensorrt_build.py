@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from smokeclear.errors import UserError
 from smokeclear.export.tensorrt_build import (
@@ -35,41 +35,6 @@ from smokeclear.export.tensorrt_build import (
     tensor_precision,
     tensorrt_major,
 )
-
-
-def tiny_conv_onnx(path: Path, fp16: bool = False, multiple: int = 8) -> Path:
-    """image (1, 3, H, W) float32 -> 3x3 Conv -> Relu -> restored, dynamic H and W.
-
-    ``fp16``: the AutoCast shape (FP32 I/O, Cast to FP16, FP16 weights, Cast back).
-    """
-    rng = np.random.default_rng(0)
-    weight = rng.normal(0, 0.2, (3, 3, 3, 3)).astype(np.float16 if fp16 else np.float32)
-    nodes, source = [], "image"
-    if fp16:
-        nodes.append(helper.make_node("Cast", ["image"], ["image16"], to=TensorProto.FLOAT16))
-        source = "image16"
-    nodes.append(helper.make_node("Conv", [source, "weight"], ["conv"], pads=[1, 1, 1, 1]))
-    nodes.append(helper.make_node("Relu", ["conv"], ["relu"], name="node_relu"))
-    if fp16:
-        nodes.append(helper.make_node("Cast", ["relu"], ["restored"], to=TensorProto.FLOAT))
-    else:
-        nodes[-1].output[0] = "restored"
-    shape = [1, 3, "h", "w"]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("restored", TensorProto.FLOAT, shape)],
-        [numpy_helper.from_array(weight, "weight")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    entry = model.metadata_props.add()
-    entry.key, entry.value = "input_multiple", str(multiple)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
 
 # --------------------------------------------------------------------------- shape profile
 
@@ -164,7 +129,7 @@ def test_fp16_sibling_naming():
     assert fp16_sibling(Path("a/desmoke.fp16.onnx")) == Path("a/desmoke.fp16.onnx")
 
 
-def test_fp16_onnx_detection(tmp_path):
+def test_fp16_onnx_detection(tmp_path, tiny_conv_onnx):
     fp32 = onnx.load(str(tiny_conv_onnx(tmp_path / "m.onnx")))
     fp16 = onnx.load(str(tiny_conv_onnx(tmp_path / "m.fp16.onnx", fp16=True)))
     assert not onnx_has_fp16(fp32)
@@ -332,7 +297,7 @@ def test_progress_cancel_asks_tensorrt_to_stop():
 # --------------------------------------------------------------------------- without TensorRT
 
 
-def test_build_without_tensorrt_is_the_install_hint(tmp_path, monkeypatch):
+def test_build_without_tensorrt_is_the_install_hint(tmp_path, monkeypatch, tiny_conv_onnx):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     onnx_path = tiny_conv_onnx(tmp_path / "m.onnx")
     with pytest.raises(UserError) as error:
@@ -355,7 +320,7 @@ def _require_tensorrt_and_gpu():
 
 @pytest.mark.trt
 @pytest.mark.gpu
-def test_real_builds_have_the_precision_asked_for(tmp_path):
+def test_real_builds_have_the_precision_asked_for(tmp_path, tiny_conv_onnx):
     trt = _require_tensorrt_and_gpu()
     profile = shape_profile(["64x48", "128x96"], 8)
     fp32_report = build_engine(

@@ -26,19 +26,10 @@ def one_error_line(capsys) -> str:
     return err[0]
 
 
-def add_entry(own_cache: Path) -> Path:
+def add_entry(key: EngineKey) -> Path:
     """A cache entry as `engines build` leaves it: a plan file and its JSON sidecar.
 
     The plan bytes are a placeholder; listing and clearing read only the files."""
-    key = EngineKey(
-        onnx_sha256="ab" * 32,
-        tensorrt_version="10.13.3.9",
-        gpu_name="NVIDIA H100 80GB HBM3",
-        compute_capability="9.0",
-        precision="fp16",
-        profile=((1, 3, 736, 1280), (1, 3, 736, 1280), (1, 3, 1088, 1920)),
-        optimization_level=3,
-    )
     plan = engine_cache.plan_path(key)
     plan.parent.mkdir(parents=True, exist_ok=True)
     plan.write_bytes(b"placeholder, not a TensorRT plan" * 1024)
@@ -51,8 +42,8 @@ def test_list_on_an_empty_cache(capsys, own_cache):
     assert capsys.readouterr().out.strip() == f"no cached TensorRT engines in {own_cache}"
 
 
-def test_list_describes_each_entry_and_clear_removes_them(capsys, own_cache):
-    plan = add_entry(own_cache)
+def test_list_describes_each_entry_and_clear_removes_them(capsys, own_cache, engine_key):
+    plan = add_entry(engine_key())
     orphan = own_cache / "orphan.plan"
     orphan.write_bytes(b"x")
     assert main(["engines", "list"]) == 0

@@ -24,81 +24,49 @@ def tiny_problem():
     return (smoky, clean), batches_for_epoch
 
 
-def test_fit_improves_writes_checkpoints_and_resumes(tmp_path: Path):
+def fit_tiny(out_dir: Path, schedule: Schedule, **options):
+    """``fit`` a width-4 desmoke on :func:`tiny_problem`; ``options`` override the defaults."""
     validation, batches = tiny_problem()
+    arguments = {
+        "batches_for_epoch": batches,
+        "validation": validation,
+        "loss_fn": F.mse_loss,
+        "schedule": schedule,
+        "out_dir": out_dir,
+        "metadata": {},
+        "progress": False,
+        **options,
+    }
+    return fit(DesmokeNet(DesmokeConfig(width=4, max_channels=8)), DESMOKE, **arguments)
+
+
+def test_fit_improves_writes_checkpoints_and_resumes(tmp_path: Path):
     schedule = Schedule(
         learning_rate=1e-2, steps_per_epoch=5, max_epochs=2, patience=5, min_delta=1e-4
     )
-    model = DesmokeNet(DesmokeConfig(width=4, max_channels=8))
-    first = fit(
-        model,
-        DESMOKE,
-        batches_for_epoch=batches,
-        validation=validation,
-        loss_fn=F.mse_loss,
-        schedule=schedule,
-        out_dir=tmp_path,
-        metadata={"recipe": "test"},
-        progress=False,
-    )
+    first = fit_tiny(tmp_path, schedule, metadata={"recipe": "test"})
     assert first.epochs == 2 and len(first.history) == 2
     assert first.history[-1]["val_psnr"] > first.history[0]["val_psnr"] - 0.5
     for name in ("best.safetensors", "last.safetensors", "last.state.pt"):
         assert (tmp_path / name).is_file()
     assert weights_metadata(tmp_path / "best.safetensors")["recipe"] == "test"
 
-    resumed_model = DesmokeNet(DesmokeConfig(width=4, max_channels=8))
     longer = Schedule(**{**schedule.__dict__, "max_epochs": 3})
-    resumed = fit(
-        resumed_model,
-        DESMOKE,
-        batches_for_epoch=batches,
-        validation=validation,
-        loss_fn=F.mse_loss,
-        schedule=longer,
-        out_dir=tmp_path,
-        metadata={},
-        resume=True,
-        progress=False,
-    )
+    resumed = fit_tiny(tmp_path, longer, resume=True)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3], "resume continues the history"
 
 
 def test_early_stopping_after_patience(tmp_path: Path):
-    validation, batches = tiny_problem()
     schedule = Schedule(
         learning_rate=0.0, steps_per_epoch=1, max_epochs=20, patience=2, min_delta=1e-4
     )
-    result = fit(
-        DesmokeNet(DesmokeConfig(width=4, max_channels=8)),
-        DESMOKE,
-        batches_for_epoch=batches,
-        validation=validation,
-        loss_fn=F.mse_loss,
-        schedule=schedule,
-        out_dir=tmp_path,
-        metadata={},
-        progress=False,
-    )
+    result = fit_tiny(tmp_path, schedule)
     assert result.stopped_early and result.epochs == 3, "1 improvement, then 2 without"
 
 
 def test_resume_without_a_run(tmp_path: Path):
-    validation, batches = tiny_problem()
-    schedule = Schedule(1e-3, 1, 1, 1, 0.0)
     with pytest.raises(UserError, match="nothing to resume"):
-        fit(
-            DesmokeNet(DesmokeConfig(width=4, max_channels=8)),
-            DESMOKE,
-            batches_for_epoch=batches,
-            validation=validation,
-            loss_fn=F.mse_loss,
-            schedule=schedule,
-            out_dir=tmp_path,
-            metadata={},
-            resume=True,
-            progress=False,
-        )
+        fit_tiny(tmp_path, Schedule(1e-3, 1, 1, 1, 0.0), resume=True)
 
 
 def test_batch_psnr():
@@ -107,7 +75,6 @@ def test_batch_psnr():
 
 
 def test_plateau_halves_the_learning_rate(tmp_path: Path):
-    validation, batches = tiny_problem()
     schedule = Schedule(
         learning_rate=1e-3,
         steps_per_epoch=1,
@@ -120,16 +87,6 @@ def test_plateau_halves_the_learning_rate(tmp_path: Path):
     def no_learning(output, target):  # zero gradients: validation stays flat
         return (output * 0).sum()
 
-    result = fit(
-        DesmokeNet(DesmokeConfig(width=4, max_channels=8)),
-        DESMOKE,
-        batches_for_epoch=batches,
-        validation=validation,
-        loss_fn=no_learning,
-        schedule=schedule,
-        out_dir=tmp_path,
-        metadata={},
-        progress=False,
-    )
+    result = fit_tiny(tmp_path, schedule, loss_fn=no_learning)
     rates = [h["learning_rate"] for h in result.history]
     assert rates[-1] < rates[0], f"flat validation should lower the rate: {rates}"
