@@ -18,7 +18,6 @@ frames (PSNR, max abs error), which is the FP16-vs-FP32 check on a GPU.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smokeclear.bench.engine_speed import machine
+from smokeclear.bench.engine_speed import write_results
 from smokeclear.cli import parse_size
 from smokeclear.registry import get_restorer
 from smokeclear.runtime import EngineRequest, aoti_package, build_chain
@@ -154,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+        write_results(args.json, results)
     return 0
 
 

@@ -184,9 +184,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{total['p50']:.2f} p99 {total['p99']:.2f} ms, infer p50 {infer['p50']:.2f} ms"
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+        write_results(args.json, results)
     return 0
+
+
+def write_results(path: Path, results: list[dict[str, Any]]) -> None:
+    """``{"machine": ..., "results": results}`` as JSON at ``path`` (folders made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
 
 
 if __name__ == "__main__":
