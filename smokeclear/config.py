@@ -107,7 +107,10 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
             raise _type_error(where, "a list", value)
         (item_type, *rest) = typing.get_args(annotation)
         if rest and rest != [Ellipsis]:
-            raise TypeError(f"{where}: only homogeneous tuple[T, ...] fields are supported")
+            if any(item is not item_type for item in rest):
+                raise TypeError(f"{where}: only homogeneous tuple fields are supported")
+            if len(value) != len(rest) + 1:
+                raise _type_error(where, f"a list of {len(rest) + 1} values", value)
         return tuple(_coerce(item_type, item, f"{where}[{i}]") for i, item in enumerate(value))
     if annotation is bool:
         if not isinstance(value, bool):

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 
 from smokeclear.config import load_config, to_mapping
 from smokeclear.nets.loading import build_network, load_restorer, save_weights
-from smokeclear.nets.wrappers import run_padded
 from smokeclear.registry import RestorerSpec, get_restorer, resolve
 from smokeclear.synthetic.smoke import (
     DENSITY_OPACITY,
@@ -33,10 +32,10 @@ from smokeclear.synthetic.smoke import (
     composite_smoke,
     random_smoke_colour,
 )
-from smokeclear.train import data
+from smokeclear.train import data, evaluation
 from smokeclear.train.dcp import dehaze_dcp
+from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.loop import Batch, FitResult, Schedule, fit
-from smokeclear.train.metrics import psnr, ssim
 
 log = logging.getLogger(__name__)
 
@@ -237,13 +236,6 @@ def _validation_set(config: DesmokeTrainConfig, clean_dirs: list[Path]) -> Batch
 # --------------------------------------------------------------------------- evaluation
 
 
-@dataclass(frozen=True)
-class EvalRow:
-    density: str
-    images: int
-    scores: dict[str, dict[str, tuple[float, float]]]  # method -> metric -> (mean, std)
-
-
 def evaluation_images(
     clean_dirs: list[Path], frames_per_scene: int
 ) -> list[tuple[str, np.ndarray]]:
@@ -265,7 +257,11 @@ def evaluation_images(
 def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
     """The paper's Table 1 on our held-out data, plus a row for the scene's plumes."""
     spec = spec or get_restorer("desmoke")
-    model = load_restorer(spec, options.weights)
+    methods = {
+        "smoky input": lambda smoky: smoky,
+        "DCP": dehaze_dcp,
+        "desmoke": evaluation.network_method(load_restorer(spec, options.weights)),
+    }
     images = evaluation_images(list(options.clean_dirs), options.frames_per_scene)
     rows = []
     for level_index, (level, opacity) in enumerate(DENSITY_OPACITY.items()):
@@ -275,7 +271,7 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
             density = cloud_density(*clean.shape[:2], rng, opacity)
             smoky = np.clip(composite_smoke(clean, density, random_smoke_colour(rng)), 0, 1)
             cases.append((clean, smoky.astype(np.float32)))
-        rows.append(_score(level, cases, model))
+        rows.append(evaluation.score(level, cases, methods))
     plume_cases = []
     for scene in data.scenes_for("test", *SCENE_EVAL_SIZE):
         for index in range(0, 3000, 7):
@@ -285,53 +281,12 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
             if len(plume_cases) >= options.frames_per_scene * (1 + scene.seed - 2000):
                 break
     if plume_cases:
-        rows.append(_score("scene plumes", plume_cases, model))
+        rows.append(evaluation.score("scene plumes", plume_cases, methods))
     if options.json_path:
         options.json_path.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
     return rows
 
 
-def _score(
-    label: str, cases: list[tuple[np.ndarray, np.ndarray]], model: torch.nn.Module
-) -> EvalRow:
-    methods: dict[str, dict[str, list[float]]] = {
-        name: {"psnr": [], "ssim": []} for name in ("smoky input", "DCP", "desmoke")
-    }
-    for clean, smoky in cases:
-        with torch.inference_mode():
-            tensor = torch.from_numpy(smoky.transpose(2, 0, 1)).unsqueeze(0)
-            restored = run_padded(model, tensor)[0].clamp(0, 1).numpy().transpose(1, 2, 0)
-        for name, output in (
-            ("smoky input", smoky),
-            ("DCP", dehaze_dcp(smoky)),
-            ("desmoke", restored),
-        ):
-            methods[name]["psnr"].append(psnr(clean, output))
-            methods[name]["ssim"].append(ssim(clean, output))
-    scores = {
-        name: {metric: (float(np.mean(v)), float(np.std(v))) for metric, v in metrics.items()}
-        for name, metrics in methods.items()
-    }
-    return EvalRow(label, len(cases), scores)
-
-
 def format_table(rows: list[EvalRow]) -> str:
     """A markdown table in the layout of the paper's Table 1."""
-    methods = list(rows[0].scores)
-    lines = [
-        "| density | images | "
-        + " | ".join(f"{m} PSNR (dB)" for m in methods)
-        + " | "
-        + " | ".join(f"{m} SSIM" for m in methods)
-        + " |",
-        "|---|---:|" + "---:|" * (2 * len(methods)),
-    ]
-    for row in rows:
-        psnrs = [
-            f"{row.scores[m]['psnr'][0]:.2f} ± {row.scores[m]['psnr'][1]:.2f}" for m in methods
-        ]
-        ssims = [
-            f"{row.scores[m]['ssim'][0]:.3f} ± {row.scores[m]['ssim'][1]:.3f}" for m in methods
-        ]
-        lines.append(f"| {row.density} | {row.images} | " + " | ".join(psnrs + ssims) + " |")
-    return "\n".join(lines)
+    return evaluation.format_table(rows, "density")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -30,6 +30,26 @@ log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]  # (degraded, clean), each (B, 3, H, W) RGB [0, 1]
 
 
+class Objective(Protocol):
+    """A training loss that needs more than ``loss_fn(model(degraded), clean)``.
+
+    For recipes with several outputs per image, extra targets in the batch, an
+    adversary with its own optimizer, or per-parameter gradient clipping.
+    """
+
+    def __call__(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The generator loss of one batch (may step its own adversary first)."""
+        ...
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Runs between ``backward`` and the optimizer step (gradient clipping)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 @dataclass(frozen=True)
 class Schedule:
     learning_rate: float
@@ -38,6 +58,7 @@ class Schedule:
     patience: int
     min_delta: float
     plateau_patience: int = 0  # halve the learning rate after this many flat epochs; 0: off
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's
 
 
 @dataclass(frozen=True)
@@ -73,7 +94,8 @@ def fit(
     *,
     batches_for_epoch: Callable[[int], Callable[[], Batch]],
     validation: Batch,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    objective: Objective | None = None,
     schedule: Schedule,
     out_dir: Path,
     metadata: dict[str, Any],
@@ -86,12 +108,19 @@ def fit(
         batches_for_epoch: epoch number -> a function returning the next training
             batch. Seeding per epoch makes a resumed run draw the same data.
         validation: fixed (degraded, clean) pairs for early stopping.
+        loss_fn: ``loss_fn(model(degraded), clean)`` on ``(degraded, clean)`` batches;
+            or else
+        objective: the loss of a whole batch of any form (see :class:`Objective`).
         out_dir: receives ``last.safetensors``, ``last.state.pt`` and ``best.safetensors``.
         metadata: recorded in every checkpoint (config, data recipe, ...).
         resume: continue from ``out_dir/last.*``.
     """
+    if (loss_fn is None) == (objective is None):
+        raise ValueError("give exactly one of loss_fn and objective")
     out_dir.mkdir(parents=True, exist_ok=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.learning_rate)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=schedule.learning_rate, betas=schedule.betas
+    )
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
@@ -107,7 +136,9 @@ def fit(
     start_epoch, best_psnr, bad_epochs = 0, -math.inf, 0
     history: list[dict[str, float]] = []
     if resume:
-        start_epoch, best_psnr, bad_epochs, history = _restore(model, optimizer, plateau, out_dir)
+        start_epoch, best_psnr, bad_epochs, history = _restore(
+            model, optimizer, plateau, objective, out_dir
+        )
         log.info("resumed at epoch %d (best validation PSNR %.2f dB)", start_epoch, best_psnr)
 
     epoch = start_epoch
@@ -122,10 +153,15 @@ def fit(
         running = 0.0
         steps = _progress(schedule.steps_per_epoch, f"epoch {epoch + 1}", progress)
         for step in steps:
-            degraded, clean = next_batch()
-            loss = loss_fn(model(degraded), clean)
+            batch = next_batch()
+            if objective is None:
+                loss = loss_fn(model(batch[0]), batch[1])
+            else:
+                loss = objective(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if objective is not None:
+                objective.after_backward(model)
             optimizer.step()
             running += loss.detach().item()
             if hasattr(steps, "set_postfix") and step % 10 == 0:
@@ -165,6 +201,7 @@ def fit(
             {
                 "optimizer": optimizer.state_dict(),
                 "plateau": plateau.state_dict() if plateau is not None else {},
+                "objective": objective.state_dict() if objective is not None else {},
                 "epoch": epoch + 1,
                 "best_psnr": best_psnr,
                 "bad_epochs": bad_epochs,
@@ -182,6 +219,7 @@ def _restore(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None,
+    objective: Objective | None,
     out_dir: Path,
 ) -> tuple[int, float, int, list[dict[str, float]]]:
     weights, state_path = out_dir / "last.safetensors", out_dir / "last.state.pt"
@@ -202,6 +240,8 @@ def _restore(
     optimizer.load_state_dict(state["optimizer"])
     if plateau is not None and state.get("plateau"):
         plateau.load_state_dict(state["plateau"])
+    if objective is not None and state.get("objective"):
+        objective.load_state_dict(state["objective"])
     return state["epoch"], state["best_psnr"], state["bad_epochs"], list(state["history"])
 
 

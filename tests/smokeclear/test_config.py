@@ -69,3 +69,14 @@ def test_malformed_or_missing_files(tmp_path: Path):
     other.write_text("other: {}\n")
     with pytest.raises(UserError, match="no 'main' section"):
         load_config(Outer, other, section="main")
+
+
+@dataclass(frozen=True)
+class WithPair:
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+def test_fixed_length_tuples_check_their_length():
+    assert from_mapping(WithPair, {"betas": [0.5, 0.99]}, "x").betas == (0.5, 0.99)
+    with pytest.raises(UserError, match="a list of 2 values"):
+        from_mapping(WithPair, {"betas": [0.5]}, "x.yaml:train")

@@ -8,7 +8,7 @@ def test_evaluation_table_has_the_papers_rows(tiny_weights: Path, tmp_path: Path
     rows = desmoke.evaluate(
         desmoke.EvalOptions(weights=tiny_weights, frames_per_scene=1, json_path=json_path)
     )
-    assert [row.density for row in rows][:3] == ["low", "medium", "high"]
+    assert [row.label for row in rows][:3] == ["low", "medium", "high"]
     for row in rows:
         assert set(row.scores) == {"smoky input", "DCP", "desmoke"}
     inputs = [row.scores["smoky input"]["psnr"][0] for row in rows[:3]]
