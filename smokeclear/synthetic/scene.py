@@ -26,6 +26,10 @@ A frame is built from, back to front:
 * smoke: puffs emitted at the jaw tip while the cautery is on, which rise,
   spread and fade, shaped by scrolling noise, over a faint haze that builds up
   with cautery use and clears slowly.
+
+``render(index, highlights=False)`` leaves out the specular highlights (the wet
+tissue's and the instrument's) and nothing else: with ``render(index)`` it
+makes a ground-truth pair for highlight removal.
 """
 
 from __future__ import annotations
@@ -554,11 +558,15 @@ def _jaw_points(
     return pivot_xy + along + across
 
 
-def _draw_instrument(image: np.ndarray, pose: _InstrumentPose) -> None:
+def _draw_instrument(image: np.ndarray, pose: _InstrumentPose, *, glints: bool = True) -> None:
     """Draw a laparoscopic grasper into ``image`` (uint8 BGR, in place).
 
     The shaft is a cylinder lit from the camera: nested bands, darker towards
     the silhouette where the surface turns away, plus a specular streak.
+
+    Args:
+        glints: draw the specular streak along the shaft and the glint on each
+            jaw; without them the steel shows only its diffuse shading.
     """
     axis = pose.pivot_xy - pose.entry_xy
     axis /= max(float(np.linalg.norm(axis)), 1e-6)
@@ -581,14 +589,15 @@ def _draw_instrument(image: np.ndarray, pose: _InstrumentPose) -> None:
             line_type,
             _FIXED_POINT_BITS,
         )
-    # The streak is off the axis because the light fibres sit beside the lens.
-    cv2.fillConvexPoly(
-        image,
-        _fixed_point_polygon(_shaft_band(pose, normal, 0.28, 0.42)),
-        (250, 250, 248),
-        cv2.LINE_AA,
-        _FIXED_POINT_BITS,
-    )
+    if glints:
+        # The streak is off the axis because the light fibres sit beside the lens.
+        cv2.fillConvexPoly(
+            image,
+            _fixed_point_polygon(_shaft_band(pose, normal, 0.28, 0.42)),
+            (250, 250, 248),
+            cv2.LINE_AA,
+            _FIXED_POINT_BITS,
+        )
     # Insulation ring and hinge: a dark band just behind the jaws.
     ring_length = 0.5 * pose.half_width_px
     ring = np.array(
@@ -622,6 +631,8 @@ def _draw_instrument(image: np.ndarray, pose: _InstrumentPose) -> None:
                 cv2.LINE_AA,
                 _FIXED_POINT_BITS,
             )
+        if not glints:
+            continue
         glint_from, glint_to = _jaw_points(*jaw, _JAW_GLINT)
         cv2.line(
             image,
@@ -1034,11 +1045,16 @@ class LaparoscopicScene:
 
     # ----------------------------------------------------------------- rendering
 
-    def render(self, index: int) -> SceneFrame:
+    def render(self, index: int, highlights: bool = True) -> SceneFrame:
         """Render frame ``index`` (time ``index / fps``).
 
         Args:
             index: frame number, a whole number >= 0.
+            highlights: draw the specular highlights: the wet tissue's mirror
+                images of the scope light and the instrument's streak and jaw
+                glints. ``render(i)`` and ``render(i, highlights=False)`` are
+                otherwise identical, so they pair a frame with its
+                highlight-free ground truth (for highlight / reflection removal).
 
         Returns:
             The frame; see :class:`SceneFrame` for shapes, dtypes and ranges.
@@ -1058,18 +1074,19 @@ class LaparoscopicScene:
             borderMode=cv2.BORDER_REFLECT,
         )
         clean = cv2.cvtColor(view, cv2.COLOR_BGRA2BGR)
-        flicker_depth = 0.25
-        waves = np.sin(_TWO_PI * self._flicker_hz * time_s + self._flicker_phase)
-        flicker = 1.0 - flicker_depth + flicker_depth * waves
-        flicker = cv2.resize(
-            np.round(flicker * 255).astype(np.uint8),
-            (self.width, self.height),
-            interpolation=cv2.INTER_LINEAR,
-        )
-        highlights = cv2.multiply(cv2.extractChannel(view, 3), flicker, scale=1.0 / 255.0)
-        cv2.add(clean, cv2.cvtColor(highlights, cv2.COLOR_GRAY2BGR), dst=clean)
+        if highlights:
+            flicker_depth = 0.25
+            waves = np.sin(_TWO_PI * self._flicker_hz * time_s + self._flicker_phase)
+            flicker = 1.0 - flicker_depth + flicker_depth * waves
+            flicker = cv2.resize(
+                np.round(flicker * 255).astype(np.uint8),
+                (self.width, self.height),
+                interpolation=cv2.INTER_LINEAR,
+            )
+            wet_glare = cv2.multiply(cv2.extractChannel(view, 3), flicker, scale=1.0 / 255.0)
+            cv2.add(clean, cv2.cvtColor(wet_glare, cv2.COLOR_GRAY2BGR), dst=clean)
 
-        _draw_instrument(clean, self._instrument_pose(time_s))
+        _draw_instrument(clean, self._instrument_pose(time_s), glints=highlights)
         clean = cv2.multiply(clean, self._illumination_bgr, scale=1.0 / 255.0)
 
         if not self.smoke:

@@ -181,3 +181,38 @@ def test_invalid_constructor_arguments_raise(kwargs: dict, message: str) -> None
 def test_invalid_frame_index_raises(scene: LaparoscopicScene, index: float) -> None:
     with pytest.raises(ValueError, match="index"):
         scene.render(index)
+
+
+@pytest.mark.parametrize("index", [0, 40, 150])
+def test_render_without_highlights_differs_only_where_they_are(index: int) -> None:
+    scene = LaparoscopicScene(96, 64, seed=0)
+
+    shiny, matte = scene.render(index), scene.render(index, highlights=False)
+
+    for name in ("clean", "smoky"):
+        with_highlights = getattr(shiny, name).astype(np.int16)
+        without = getattr(matte, name).astype(np.int16)
+        assert (without != with_highlights).any(), f"{name}: expected highlights to show"
+        assert (without <= with_highlights).all(), (
+            f"{name}: expected removing highlights never to brighten, up to "
+            f"{(without - with_highlights).max()} levels brighter"
+        )
+        # Wet glare is a soft sheen over the wet patches around its saturated
+        # spots, so it touches about half of this scene's tissue (48-64 % of
+        # these frames stay identical), not just a few pixels.
+        unchanged = np.all(without == with_highlights, axis=-1).mean()
+        assert unchanged > 0.4, f"{name}: expected > 40 % of pixels unchanged, got {unchanged:.1%}"
+    assert np.array_equal(shiny.smoke_density, matte.smoke_density), (
+        "expected the same smoke with and without highlights"
+    )
+
+
+def test_highlights_off_also_removes_the_instrument_glints() -> None:
+    scene = LaparoscopicScene(96, 64, seed=0, smoke=False)
+
+    shiny, matte = scene.render(0).clean, scene.render(0, highlights=False).clean
+
+    on_instrument = instrument_mask(matte)
+    assert (shiny[on_instrument] != matte[on_instrument]).any(), (
+        "expected the shaft streak and jaw glints to disappear from the instrument"
+    )
