@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from smokeclear import __version__
 from smokeclear.engines.select import BACKENDS
@@ -162,6 +163,19 @@ def build_parser() -> Parser:
         default=[],
         help="folder of clean frames to degrade (repeatable; split by file name)",
     )
+    train.add_argument(
+        "--pairs-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="folder of real pairs: blended/ and transmission/ with matching names "
+        "(dereflect; repeatable)",
+    )
+    train.add_argument(
+        "--vgg-weights",
+        type=Path,
+        help="torchvision VGG state dict for the perceptual loss (off without it)",
+    )
     train.add_argument("--config", type=Path, help="YAML with network: and train: sections")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument(
@@ -182,6 +196,13 @@ def build_parser() -> Parser:
         action="append",
         default=[],
         help="also test on the held-out images of this folder",
+    )
+    evaluate.add_argument(
+        "--pairs-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="also score real pairs: blended/ and transmission/ (dereflect; repeatable)",
     )
     evaluate.add_argument("--frames-per-scene", type=int, default=10)
     evaluate.add_argument("--json", type=Path, help="also write the table as JSON here")
@@ -357,20 +378,25 @@ def command_train(args: argparse.Namespace) -> int:
 
     spec = get_restorer(args.restorer)
     recipe = resolve(f"{spec.recipe}:train")
-    options_class = resolve(f"{spec.recipe}:TrainOptions")
-    result = recipe(
-        options_class(
-            out_dir=args.out,
-            clean_dirs=tuple(args.clean_dir),
-            config_path=args.config,
-            resume=args.resume,
-            init_weights=args.init,
-            max_epochs=args.max_epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            progress=sys.stderr.isatty(),
-        ),
+    options = recipe_options(
         spec,
+        "TrainOptions",
+        {
+            "out_dir": args.out,
+            "clean_dirs": tuple(args.clean_dir),
+            "config_path": args.config,
+            "resume": args.resume,
+            "init_weights": args.init,
+            "max_epochs": args.max_epochs,
+            "steps_per_epoch": args.steps_per_epoch,
+            "progress": sys.stderr.isatty(),
+        },
+        {
+            "pairs_dirs": ("--pairs-dir", tuple(args.pairs_dir)),
+            "vgg_weights": ("--vgg-weights", args.vgg_weights),
+        },
     )
+    result = recipe(options, spec)
     print(
         f"{spec.name}: best validation PSNR {result.best_psnr:.2f} dB after {result.epochs} "
         f"epochs{' (early stop)' if result.stopped_early else ''}; weights in {args.out}"
@@ -378,15 +404,47 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe_options(
+    spec: Any,
+    class_name: str,
+    common: dict[str, Any],
+    optional: dict[str, tuple[str, Any]],
+) -> Any:
+    """The recipe's options dataclass from ``common`` fields plus the ``optional`` ones
+    (field -> (flag, value)) it has; a flag given to a recipe without the field is an error.
+    """
+    import dataclasses
+
+    from smokeclear.registry import resolve
+
+    options_class = resolve(f"{spec.recipe}:{class_name}")
+    fields = {field.name for field in dataclasses.fields(options_class)}
+    values = dict(common)
+    for name, (flag, value) in optional.items():
+        if name in fields:
+            values[name] = value
+        elif value:
+            raise UserError(
+                f"{spec.name} does not take {flag}",
+                f"Leave {flag} out for {spec.name}.",
+            )
+    return options_class(**values)
+
+
 def command_eval(args: argparse.Namespace) -> int:
     from smokeclear.registry import get_restorer, resolve
 
     spec = get_restorer(args.restorer)
-    options = resolve(f"{spec.recipe}:EvalOptions")(
-        weights=args.weights,
-        clean_dirs=tuple(args.clean_dir),
-        frames_per_scene=args.frames_per_scene,
-        json_path=args.json,
+    options = recipe_options(
+        spec,
+        "EvalOptions",
+        {
+            "weights": args.weights,
+            "clean_dirs": tuple(args.clean_dir),
+            "frames_per_scene": args.frames_per_scene,
+            "json_path": args.json,
+        },
+        {"pairs_dirs": ("--pairs-dir", tuple(args.pairs_dir))},
     )
     rows = resolve(f"{spec.recipe}:evaluate")(options, spec)
     print(resolve(f"{spec.recipe}:format_table")(rows))

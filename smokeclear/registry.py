@@ -60,6 +60,19 @@ register(
     )
 )
 
+register(
+    RestorerSpec(
+        name="dereflect",
+        summary="removes specular highlights and reflections (location-aware recurrent net)",
+        paper="dereflect-location-aware-sirr",
+        network="smokeclear.nets.dereflect:DereflectNet",
+        network_config="smokeclear.nets.dereflect:DereflectConfig",
+        default_config=PACKAGE_DIR / "configs" / "dereflect.yaml",
+        weights=PACKAGE_DIR / "weights" / "dereflect.safetensors",
+        recipe="smokeclear.train.dereflect",
+    )
+)
+
 
 def get_restorer(name: str) -> RestorerSpec:
     """Look up one restorer by name, with a user-facing error for unknown names."""

@@ -62,6 +62,22 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_dereflect_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A width-2 dereflect network (one SE block per group) with random weights."""
+    import torch
+
+    from smokeclear.nets.dereflect import DereflectConfig, DereflectNet
+    from smokeclear.nets.loading import save_weights
+    from smokeclear.registry import get_restorer
+
+    torch.manual_seed(0)
+    net = DereflectNet(DereflectConfig(width=2, se_blocks=1)).eval()
+    path = tmp_path_factory.mktemp("weights") / "tiny-dereflect.safetensors"
+    save_weights(net, path, get_restorer("dereflect"), {"purpose": "tests"})
+    return path
+
+
 @pytest.fixture
 def tiny_conv_onnx():
     """Writes a one-conv ONNX restorer: ``make(path, fp16=False, multiple=8) -> path``."""

@@ -27,6 +27,15 @@ SCENE_SEEDS: dict[Split, tuple[int, ...]] = {
     "test": (2000, 2001, 2002, 2003),
 }
 
+#: Training frames of the scene are rendered at this size, then cropped to patches.
+SCENE_TRAIN_SIZE = (320, 240)
+#: Evaluation frames: 16:9, multiples of 32 (every restorer's multiple so far), close
+#: to the desmoke paper's 512 x 512 area.
+SCENE_EVAL_SIZE = (512, 288)
+EVAL_FRAMES_PER_SCENE = 10
+#: Validation pairs do not depend on the training seed, so runs compare.
+VALIDATION_SEED = 999_999
+
 
 def split_of(name: str) -> Split:
     """Deterministic split of a file name: 20 % test, 10 % validation, 70 % train."""

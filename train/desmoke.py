@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from smokeclear.config import load_config, to_mapping
-from smokeclear.nets.loading import build_network, load_restorer, save_weights
+from smokeclear.nets.loading import build_network, load_restorer
 from smokeclear.registry import RestorerSpec, get_restorer, resolve
 from smokeclear.synthetic.smoke import (
     DENSITY_OPACITY,
@@ -33,19 +32,17 @@ from smokeclear.synthetic.smoke import (
     random_smoke_colour,
 )
 from smokeclear.train import data, evaluation
+from smokeclear.train.data import (
+    SCENE_EVAL_SIZE,
+    SCENE_TRAIN_SIZE,
+    VALIDATION_SEED,
+)
 from smokeclear.train.dcp import dehaze_dcp
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import Batch, FitResult, Schedule, fit
+from smokeclear.train.loop import Batch, FitResult, Schedule, fit_and_ship
+from smokeclear.train.options import EvalOptions, TrainOptions
 
 log = logging.getLogger(__name__)
-
-#: Training frames are rendered at this size, then cropped to the patch size.
-SCENE_TRAIN_SIZE = (320, 240)
-#: Evaluation frames: 16:9, multiples of 32, close to the paper's 512 x 512 area.
-SCENE_EVAL_SIZE = (512, 288)
-EVAL_FRAMES_PER_SCENE = 10
-#: The validation pairs do not depend on the training seed, so runs compare.
-VALIDATION_SEED = 999_999
 
 
 @dataclass(frozen=True)
@@ -61,26 +58,6 @@ class DesmokeTrainConfig:
     scene_fraction: float = 0.5
     validation_size: int = 48
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    out_dir: Path
-    clean_dirs: tuple[Path, ...] = ()
-    config_path: Path | None = None
-    resume: bool = False
-    init_weights: Path | None = None  # start from these weights (fine-tuning)
-    max_epochs: int | None = None
-    steps_per_epoch: int | None = None
-    progress: bool = True
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    weights: Path | None = None
-    clean_dirs: tuple[Path, ...] = ()
-    frames_per_scene: int = EVAL_FRAMES_PER_SCENE
-    json_path: Path | None = None
 
 
 @dataclass
@@ -189,8 +166,7 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
         },
         "loss": "mse",
     }
-    started = time.monotonic()
-    result = fit(
+    return fit_and_ship(
         model,
         spec,
         batches_for_epoch=batches_for_epoch,
@@ -202,22 +178,6 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
         resume=options.resume,
         progress=options.progress,
     )
-    best = load_restorer(spec, result.best_weights)
-    shipped = options.out_dir / f"{spec.name}.safetensors"
-    save_weights(
-        best,
-        shipped,
-        spec,
-        {
-            **metadata,
-            "val_psnr": result.best_psnr,
-            "epochs": result.epochs,
-            "train_seconds": round(time.monotonic() - started),
-        },
-        dtype=torch.float16,
-    )
-    log.info("best validation PSNR %.2f dB; FP16 weights in %s", result.best_psnr, shipped)
-    return result
 
 
 def _validation_set(config: DesmokeTrainConfig, clean_dirs: list[Path]) -> Batch:

@@ -215,6 +215,35 @@ def fit(
     return FitResult(out_dir / "best.safetensors", best_psnr, epoch, stopped_early, history)
 
 
+def fit_and_ship(
+    model: nn.Module, spec: RestorerSpec, *, out_dir: Path, metadata: dict[str, Any], **arguments
+) -> FitResult:
+    """:func:`fit`, then write the best checkpoint as ``out_dir/NAME.safetensors`` in FP16.
+
+    The FP16 file is what the package ships: it carries ``metadata`` plus the best
+    validation PSNR, the epochs run and the training time.
+    """
+    from smokeclear.nets.loading import load_restorer
+
+    started = time.monotonic()
+    result = fit(model, spec, out_dir=out_dir, metadata=metadata, **arguments)
+    shipped = out_dir / f"{spec.name}.safetensors"
+    save_weights(
+        load_restorer(spec, result.best_weights),
+        shipped,
+        spec,
+        {
+            **metadata,
+            "val_psnr": result.best_psnr,
+            "epochs": result.epochs,
+            "train_seconds": round(time.monotonic() - started),
+        },
+        dtype=torch.float16,
+    )
+    log.info("best validation PSNR %.2f dB; FP16 weights in %s", result.best_psnr, shipped)
+    return result
+
+
 def _restore(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,

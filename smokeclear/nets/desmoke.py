@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smokeclear.nets.checks import check_image_batch
 from smokeclear.nets.pyramid import laplacian_pyramid
 
 
@@ -104,7 +105,7 @@ class DesmokeNet(nn.Module):
         return 2 ** (self.config.levels - 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        _check_input(image, self.input_multiple)
+        check_image_batch(image, self.input_multiple)
         config = self.config
         # The pyramid runs in FP32 whatever the network's dtype (guided-filter variance).
         details = laplacian_pyramid(image, config.levels, config.guided_radius, config.guided_eps)
@@ -122,11 +123,3 @@ class DesmokeNet(nn.Module):
         for upsample, block, skip in zip(self.upsample, self.decoder, skips, strict=True):
             hidden = block(torch.cat([upsample(hidden), skip], dim=1))
         return image.to(dtype) + self.to_rgb(hidden)
-
-
-def _check_input(image: torch.Tensor, multiple: int) -> None:
-    if image.ndim != 4 or image.shape[1] != 3:
-        raise ValueError(f"expected (B, 3, H, W) RGB, got {tuple(image.shape)}")
-    height, width = image.shape[-2:]
-    if height % multiple or width % multiple:
-        raise ValueError(f"H and W must be multiples of {multiple}, got {height}x{width}")

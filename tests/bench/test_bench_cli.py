@@ -15,6 +15,8 @@ def test_a_tiny_bench_writes_the_json_and_the_markdown(tmp_path, capsys, tiny_we
     code = main(
         [
             "bench",
+            "--restorer",
+            "desmoke",
             "--weights",
             str(tiny_weights),
             "--sizes",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,6 +57,34 @@ def test_live_run_on_the_synthetic_scene_records_and_summarises(tmp_path, capsys
     assert 35 <= shown <= 45, f"the recording holds the shown frames ({shown})"
     assert cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_WIDTH) == 128, "side-by-side"
     assert '"captured": 45' in (tmp_path / "report.json").read_text()
+
+
+@pytest.mark.parametrize("chain", ["dereflect", "desmoke,dereflect"])
+def test_dereflect_runs_live_alone_and_after_desmoke(
+    chain, capsys, tiny_weights, tiny_dereflect_weights
+):
+    weights = {"desmoke": tiny_weights, "dereflect": tiny_dereflect_weights}
+    code = main(
+        [
+            "--display",
+            "none",
+            "--size",
+            "64x48",
+            "--fps",
+            "30",
+            "--max-frames",
+            "20",
+            "--backend",
+            "torch",
+            "--restorer",
+            chain,
+            *(f"--weights={name}={weights[name]}" for name in chain.split(",")),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "captured 20" in printed
+    assert re.search(r"processed [1-9]", printed), f"the engine ran: {printed}"
 
 
 def test_default_backend_on_cpu_uses_onnxruntime(tmp_path, capsys, tiny_weights):

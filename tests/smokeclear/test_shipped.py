@@ -35,3 +35,24 @@ def test_shipped_desmoke_config_loads():
     spec = REGISTRY["desmoke"]
     assert load_config(DesmokeConfig, spec.default_config, "network").levels == 6
     assert load_config(DesmokeTrainConfig, spec.default_config, "train").patience == 8
+
+
+def test_shipped_dereflect_configs_load():
+    from smokeclear.config import load_config
+    from smokeclear.nets.dereflect import DereflectConfig
+    from smokeclear.train.dereflect import DereflectTrainConfig
+
+    spec = REGISTRY["dereflect"]
+    realtime = load_config(DereflectConfig, spec.default_config, "network")
+    paper_file = spec.default_config.with_name("dereflect-paper.yaml")
+    paper = load_config(DereflectConfig, paper_file, "network")
+    assert paper.width == 32 and paper.iterations == 3 and realtime.width < paper.width
+    train = load_config(DereflectTrainConfig, paper_file, "train")
+    assert (train.theta, train.ssim_weight, train.laplacian_clip) == (0.85, 0.84, 0.25)
+    lambdas = (
+        train.composition_weight,
+        train.perceptual_weight,
+        train.mix_weight,
+        train.adversarial_weight,
+    )
+    assert lambdas == (0.4, 0.2, 0.4, 0.01), "the paper's Eq. 15"

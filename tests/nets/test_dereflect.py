@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from smokeclear.nets.dereflect import (
+    LAPLACIAN_KERNEL,
+    DereflectConfig,
+    DereflectNet,
+    MultiScaleLaplacian,
+)
+
+
+def tiny_net(**overrides) -> DereflectNet:
+    torch.manual_seed(0)
+    return DereflectNet(DereflectConfig(width=2, se_blocks=1, **overrides)).eval()
+
+
+def test_shapes_of_the_output_and_of_every_iteration():
+    net = tiny_net()
+    image = torch.rand(2, 3, 24, 40)
+    assert net(image).shape == image.shape
+    outputs = net.iterate(image, side_outputs=True)
+    assert len(outputs) == 3, "N = 3 iterations"
+    for output in outputs:
+        assert output.transmission.shape == (2, 3, 24, 40)
+        assert output.reflection.shape == (2, 3, 24, 40) and output.reflection.min() >= 0
+        assert output.confidence.shape == (2, 1, 24, 40)
+        assert output.confidence.min() > 0 and output.confidence.max() < 1
+        assert output.side_half.shape == (2, 3, 12, 20)
+        assert output.side_quarter.shape == (2, 3, 6, 10)
+        assert output.hidden.shape == output.cell.shape == (2, 4, 24, 40), "state is 2w"
+    assert net.iterate(image)[0].side_half is None, "side outputs only when asked"
+
+
+def test_the_paper_width_has_the_papers_parameter_count():
+    net = DereflectNet(DereflectConfig(width=32))
+    count = sum(p.numel() for p in net.parameters())
+    assert round(count / 1e6, 3) == 10.926, f"the paper reports 10.926 M, this has {count}"
+
+
+def test_laplacian_kernel_starts_as_the_paper_says_and_is_learnable():
+    laplacian = MultiScaleLaplacian(6)
+    expected = torch.tensor(LAPLACIAN_KERNEL)
+    assert laplacian.kernel.shape == (6, 1, 3, 3)
+    for channel in laplacian.kernel:
+        assert torch.equal(channel[0], expected)
+    assert torch.equal(expected, torch.tensor([[0, -1, 0], [-1, 4, -1], [0, -1, 0]]).float())
+    assert laplacian.kernel.requires_grad
+
+
+def test_laplacian_is_zero_on_flat_images_and_has_four_scales():
+    laplacian = MultiScaleLaplacian(6)
+    flat = torch.full((1, 6, 64, 64), 0.4)
+    response = laplacian(flat)
+    assert response.shape == (1, 24, 64, 64)
+    interior = response[..., 24:-24, 24:-24]
+    assert interior.abs().max() < 1e-5, "a Laplacian of a constant is 0 away from the border"
+    spot = flat.clone()
+    spot[..., 16, 16] = 1.0
+    full_scale = laplacian(spot)[:, 18:]
+    assert full_scale[..., 16, 16].min().item() == pytest.approx(4 * 0.6), (
+        "the kernel's centre weight"
+    )
+
+
+def test_unrolled_iterations_equal_a_loop_over_the_shared_step():
+    net = tiny_net()
+    image = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        state = torch.zeros(1, 4, 16, 16)
+        previous, hidden, cell = image, state, state
+        for _ in range(3):
+            previous, _, _, _, _, hidden, cell = net.step(image, previous, hidden, cell)
+        assert torch.equal(net(image), previous)
+
+
+def test_more_iterations_refine_the_previous_estimate():
+    net = tiny_net(iterations=2)
+    image = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        first, second = net.iterate(image)
+    assert not torch.equal(first.transmission, second.transmission)
+
+
+def test_paper_output_head_is_non_negative():
+    net = tiny_net(residual=False)
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 16, 16)).min() >= 0
+
+
+def test_trains_end_to_end_including_the_laplacian_kernel():
+    net = tiny_net().train()
+    outputs = net.iterate(torch.rand(2, 3, 16, 16), side_outputs=True)
+    loss = sum(o.transmission.mean() + o.side_quarter.mean() for o in outputs)
+    loss.backward()
+    assert net.step.laplacian.kernel.grad is not None
+    assert net.step.laplacian.kernel.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [((1, 3, 20, 16), "multiples of 8"), ((1, 4, 16, 16), "RGB"), ((3, 16, 16), "RGB")],
+)
+def test_bad_input_shapes_are_refused(shape, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_net()(torch.rand(*shape))
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"width": 1}, {"iterations": 0}, {"se_blocks": 0}, {"se_reduction": 0}]
+)
+def test_bad_config_is_refused(overrides):
+    with pytest.raises(ValueError):
+        DereflectConfig(**overrides)

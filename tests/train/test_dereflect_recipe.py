@@ -1,0 +1,240 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from smokeclear.cli import main
+from smokeclear.errors import UserError
+from smokeclear.nets.dereflect import DereflectConfig, DereflectNet, IterationOutput
+from smokeclear.nets.loading import weights_metadata
+from smokeclear.registry import get_restorer
+from smokeclear.train import dereflect
+from smokeclear.train.dereflect import (
+    DereflectObjective,
+    DereflectTrainConfig,
+    ReflectionBatch,
+    ReflectionSampler,
+    composition_loss,
+    mix_loss,
+)
+from smokeclear.train.loop import Schedule, fit
+
+TINY_CONFIG = """\
+network: {width: 2, se_blocks: 1, iterations: 2}
+train: {patch_size: 32, batch_size: 2, steps_per_epoch: 2, max_epochs: 1, validation_size: 2,
+        discriminator_width: 4}
+"""
+
+
+def output(transmission, reflection, confidence) -> IterationOutput:
+    return IterationOutput(transmission, reflection, confidence, None, None, None, None)
+
+
+def test_composition_loss_is_zero_for_the_true_layers_and_grows_with_error():
+    torch.manual_seed(0)
+    transmission = torch.rand(2, 3, 8, 8) * 0.5
+    reflection = torch.rand(2, 3, 8, 8) * 0.3
+    blended = transmission + reflection  # Eq. 6 with alpha 1 and gamma 1
+    alpha = torch.ones(2)
+    no_reflection_mask = torch.zeros(2, 1, 8, 8)
+    perfect = [output(transmission, reflection, no_reflection_mask)] * 2
+    loss = composition_loss(perfect, blended, transmission, reflection, alpha, [0.85, 1], 1.0)
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+    wrong = [output(transmission + 0.1, reflection, no_reflection_mask)] * 2
+    worse = composition_loss(wrong, blended, transmission, reflection, alpha, [0.85, 1], 1.0)
+    # Only the L_res term with the predicted T changes: MSE 0.01, weighted 0.85 + 1.
+    assert worse.item() == pytest.approx(0.01 * 1.85, rel=1e-4)
+
+
+def test_composition_loss_rewards_the_confidence_map_where_the_reflection_is():
+    transmission = torch.full((1, 3, 4, 4), 0.5)
+    reflection = torch.zeros(1, 3, 4, 4)
+    reflection[..., :2, :] = 0.5
+    blended = torch.where(reflection > 0, reflection, transmission)  # R replaces T there
+    located = torch.zeros(1, 1, 4, 4)
+    located[..., :2, :] = 1.0
+    args = (blended, transmission, reflection, torch.ones(1), [1.0])
+    right = composition_loss([output(transmission, reflection, located)], *args, gamma=1.0)
+    blind = composition_loss([output(transmission, reflection, 0 * located)], *args, gamma=1.0)
+    assert right < blind, "W = 1 - C must mask the transmission under the reflection"
+
+
+def test_mix_loss_follows_eq_13():
+    target = torch.rand(1, 3, 16, 16)
+    assert mix_loss([target], target, [1.0], 0.84).item() == pytest.approx(0.0, abs=1e-6)
+    shifted = (target + 0.1).clamp(0, 1)
+    l1 = (shifted - target).abs().mean().item()
+    pixel_only = mix_loss([shifted], target, [1.0], 0.0).item()
+    assert pixel_only == pytest.approx(l1, rel=1e-5)
+    weighted = mix_loss([shifted, shifted], target, [0.85, 1.0], 0.0).item()
+    assert weighted == pytest.approx(1.85 * l1, rel=1e-5), "iterations weighted theta^(N-i)"
+
+
+def test_sampler_batches_are_in_range_deterministic_and_follow_eq_6():
+    config = DereflectTrainConfig(patch_size=32)
+    scenes = dereflect.data.scenes_for("train", 96, 64)[:1]
+
+    def draw(seed):
+        return ReflectionSampler([], scenes, [], config, np.random.default_rng(seed)).batch(3)
+
+    batch = draw(5)
+    assert batch.blended.shape == batch.transmission.shape == batch.reflection.shape
+    assert batch.blended.shape == (3, 3, 32, 32) and batch.alpha.shape == (3,)
+    assert batch.blended.min() >= 0 and batch.blended.max() <= 1
+    assert ((batch.alpha >= 0.8) & (batch.alpha <= 1)).all()
+    assert torch.equal(draw(5).blended, batch.blended)
+    linear = batch.transmission**2.2 * batch.alpha.view(-1, 1, 1, 1) + batch.reflection**2.2
+    torch.testing.assert_close(batch.blended**2.2, linear.clamp(max=1), atol=2e-2, rtol=0)
+
+
+def test_scene_highlight_pairs_are_exact_eq_6_pairs():
+    scene = dereflect.data.scenes_for("test", 96, 64)[0]
+    blended, transmission, reflection, alpha = dereflect.scene_highlight_pair(scene, 40)
+    assert alpha == 1.0 and (blended >= transmission - 1e-6).all()
+    np.testing.assert_allclose(
+        blended**2.2, np.minimum(transmission**2.2 + reflection**2.2, 1), atol=1e-5
+    )
+
+
+def test_objective_steps_the_discriminator_and_clips_the_laplacian_gradient():
+    torch.manual_seed(0)
+    net = DereflectNet(DereflectConfig(width=2, se_blocks=1, iterations=2))
+    config = DereflectTrainConfig(laplacian_clip=1e-3, discriminator_width=4)
+    objective = DereflectObjective(config, vgg=None)
+    sampler = ReflectionSampler(
+        [], dereflect.data.scenes_for("train", 96, 64)[:1], [], DereflectTrainConfig(32)
+    )
+    before = [p.clone() for p in objective.discriminator.parameters()]
+    loss = objective(net, sampler.batch(2))
+    loss.backward()
+    objective.after_backward(net)
+    assert set(objective.last_terms) == {"mix", "composition", "adversarial"}
+    assert net.step.laplacian.kernel.grad.norm() <= 1e-3 + 1e-9
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(before, objective.discriminator.parameters(), strict=True)
+    )
+    state = objective.state_dict()
+    other = DereflectObjective(config, vgg=None)
+    other.load_state_dict(state)
+    for a, b in zip(
+        other.discriminator.parameters(), objective.discriminator.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_real_batches_skip_the_composition_term():
+    net = DereflectNet(DereflectConfig(width=2, se_blocks=1, iterations=1))
+    objective = DereflectObjective(DereflectTrainConfig(adversarial_weight=0), vgg=None)
+    real = ReflectionBatch(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), None, None)
+    objective(net, real)
+    assert set(objective.last_terms) == {"mix"}
+
+
+def test_fit_takes_a_loss_or_an_objective_not_both(tmp_path):
+    net = DereflectNet(DereflectConfig(width=2, se_blocks=1, iterations=1))
+    with pytest.raises(ValueError, match="exactly one"):
+        fit(
+            net,
+            get_restorer("dereflect"),
+            batches_for_epoch=lambda epoch: None,
+            validation=(torch.rand(1, 3, 8, 8),) * 2,
+            schedule=Schedule(1e-3, 1, 1, 1, 0.0),
+            out_dir=tmp_path,
+            metadata={},
+        )
+
+
+def write_pairs(root: Path, names=("a.png", "b.png"), size=(40, 32)) -> Path:
+    rng = np.random.default_rng(0)
+    for folder in ("blended", "transmission"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+            cv2.imwrite(str(root / folder / name), image)
+    return root
+
+
+def test_real_pair_folders_load_and_bad_ones_say_what_is_wrong(tmp_path):
+    pairs = dereflect.load_real_pairs(write_pairs(tmp_path / "ok"))
+    assert [name for name, _, _ in pairs] == ["a.png", "b.png"]
+    assert pairs[0][1].shape == (32, 40, 3) and pairs[0][1].dtype == np.float32
+    (tmp_path / "half" / "blended").mkdir(parents=True)
+    with pytest.raises(UserError, match="no transmission/ folder"):
+        dereflect.load_real_pairs(tmp_path / "half")
+    write_pairs(tmp_path / "other", names=("a.png",))
+    (tmp_path / "other" / "transmission" / "a.png").rename(
+        tmp_path / "other" / "transmission" / "z.png"
+    )
+    with pytest.raises(UserError, match="no matching file names"):
+        dereflect.load_real_pairs(tmp_path / "other")
+    with pytest.raises(UserError, match="is not a folder"):
+        dereflect.load_real_pairs(tmp_path / "missing")
+
+
+def test_train_writes_fp16_weights_that_record_the_perceptual_loss_is_off(tmp_path, caplog):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    pairs = write_pairs(tmp_path / "pairs", size=(48, 48))
+    code = main(
+        [
+            "train",
+            "dereflect",
+            "--out",
+            str(tmp_path / "run"),
+            "--config",
+            str(config),
+            "--pairs-dir",
+            str(pairs),
+        ]
+    )
+    assert code == 0
+    assert "PERCEPTUAL LOSS OFF" in caplog.text
+    weights = tmp_path / "run" / "dereflect.safetensors"
+    metadata = weights_metadata(weights)
+    assert metadata["loss"]["perceptual"] == "off"
+    assert metadata["data_recipe"]["real_pairs"] == 2
+    assert metadata["network_config"]["width"] == 2
+
+
+def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    net = DereflectNet(DereflectConfig(width=2, se_blocks=1, iterations=1)).eval()
+    weights = tmp_path / "w.safetensors"
+    dereflect.save_weights(net, weights, get_restorer("dereflect"), {})
+    pairs = write_pairs(tmp_path / "pairs")
+    code = main(
+        [
+            "eval",
+            "dereflect",
+            "--weights",
+            str(weights),
+            "--frames-per-scene",
+            "1",
+            "--pairs-dir",
+            str(pairs),
+            "--json",
+            str(tmp_path / "eval.json"),
+        ]
+    )
+    table = capsys.readouterr().out
+    assert code == 0
+    for label in ("synthetic reflections", "scene highlights", "real pairs: pairs"):
+        assert label in table
+    assert "inpaint PSNR" in table and "dereflect SSIM" in table
+
+
+def test_desmoke_refuses_options_it_has_no_use_for(tmp_path, capsys):
+    code = main(["train", "desmoke", "--out", str(tmp_path), "--pairs-dir", str(tmp_path)])
+    assert code == 2
+    assert "desmoke does not take --pairs-dir" in capsys.readouterr().err
+
+
+def test_inpaint_baseline_fills_saturated_spots():
+    image = np.full((32, 32, 3), 0.4, np.float32)
+    image[14:18, 14:18] = 1.0
+    filled = dereflect.inpaint_highlights(image)
+    assert abs(filled[16, 16] - 0.4).max() < 0.05

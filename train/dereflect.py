@@ -1,0 +1,583 @@
+"""dereflect recipe: synthetic reflections, the paper's four losses and its evaluation.
+
+Data (paper Sec. 5, adapted to the OR):
+
+- clean frames (test-split-free synthetic scene frames rendered without their
+  specular highlights, and any clean-photo folders given by path) with a reflection
+  composed by the paper's Eq. 6 with gamma, ``alpha`` in [0.8, 1]: saturated
+  specular blobs and streaks, sometimes plus a blurred reflection of another frame
+  (:mod:`smokeclear.synthetic.reflection`);
+- the scene's own wet-tissue highlights: a frame rendered with and without them
+  (``alpha = 1``, the reflection layer is the linear-light difference);
+- real pairs by path (``blended/`` + ``transmission/`` folders, matched by file
+  name), without the composition term, which needs ``alpha`` and ``R``.
+
+Loss (paper Eq. 15): ``0.4 L_comp + 0.2 L_p + 0.4 L_mix + 0.01 L_adv``, iterations
+weighted by ``theta^(N-i)`` with ``theta = 0.85``; gradient norm of the Laplacian
+kernel clipped to 0.25. The VGG-19 perceptual term needs a local weights file;
+without one it is off, which is logged as a warning and recorded in the weights.
+
+Evaluation: PSNR / SSIM of the input, of a classical baseline (inpainting of
+near-saturated pixels, the usual non-learned specular removal) and of the model on
+held-out frames with synthetic reflections, on the scene's highlights, and on any
+real pairs given by path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smokeclear.config import load_config, to_mapping
+from smokeclear.errors import UserError
+from smokeclear.nets.loading import build_network, load_restorer
+from smokeclear.registry import RestorerSpec, get_restorer, resolve
+from smokeclear.synthetic.reflection import GAMMA, synthesize
+from smokeclear.train import data, evaluation, options
+from smokeclear.train.data import (
+    SCENE_EVAL_SIZE,
+    SCENE_TRAIN_SIZE,
+    VALIDATION_SEED,
+)
+from smokeclear.train.evaluation import EvalRow
+from smokeclear.train.loop import FitResult, Schedule, fit_and_ship
+from smokeclear.train.losses import (
+    PatchDiscriminator,
+    gamma_expand,
+    iteration_weights,
+    perceptual_l1,
+    relativistic_losses,
+    ssim,
+)
+
+log = logging.getLogger(__name__)
+
+#: Perceptual loss layers ("convk_2" of VGG-19, k = 1..5, after their ReLU).
+VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
+#: Real pair folder names: blended image, transmission (ground truth).
+BLENDED_NAMES = ("blended", "blend", "I")
+TRANSMISSION_NAMES = ("transmission", "T", "gt")
+#: The baseline inpaints pixels whose brightest channel reaches this.
+SATURATION_THRESHOLD = 0.92
+
+
+@dataclass(frozen=True)
+class DereflectTrainConfig:
+    patch_size: int = 96
+    batch_size: int = 4
+    learning_rate: float = 2e-4  # paper: 2e-4
+    betas: tuple[float, float] = (0.5, 0.99)  # paper: Adam beta1 0.5, beta2 0.99
+    steps_per_epoch: int = 200
+    max_epochs: int = 60  # paper: 60
+    patience: int = 8
+    min_delta: float = 1e-4
+    plateau_patience: int = 0
+    theta: float = 0.85  # iteration weighting theta^(N - i)
+    ssim_weight: float = 0.84  # beta in L_mix = beta L_SSIM + (1 - beta) L_pixel
+    composition_weight: float = 0.4  # lambda_1 .. lambda_4 (Eq. 15)
+    perceptual_weight: float = 0.2
+    mix_weight: float = 0.4
+    adversarial_weight: float = 0.01
+    perceptual_scales: tuple[float, float, float] = (1.0, 0.8, 0.6)  # gamma_1, 3, 5
+    laplacian_clip: float = 0.25  # gradient-norm clip of the Laplacian kernel
+    discriminator_width: int = 16
+    scene_fraction: float = 0.6  # share of patches from the synthetic scene (rest: photos)
+    scene_highlight_fraction: float = 0.5  # of scene patches: its own highlights
+    real_fraction: float = 0.3  # share of batches from real pairs, when given
+    validation_size: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainOptions(options.TrainOptions):
+    pairs_dirs: tuple[Path, ...] = ()  # real pairs: blended/ + transmission/
+    vgg_weights: Path | None = None  # torchvision VGG-19 state dict for L_p
+
+
+@dataclass(frozen=True)
+class EvalOptions(options.EvalOptions):
+    pairs_dirs: tuple[Path, ...] = ()
+
+
+class ReflectionBatch(NamedTuple):
+    """Training images, ``(B, 3, H, W)`` RGB float32 in [0, 1].
+
+    ``reflection`` and ``alpha`` (``(B,)``) are known for synthetic batches only.
+    """
+
+    blended: torch.Tensor
+    transmission: torch.Tensor
+    reflection: torch.Tensor | None
+    alpha: torch.Tensor | None
+
+
+# --------------------------------------------------------------------------- data
+
+
+def scene_highlight_pair(
+    scene: Any, index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A scene frame with and without its specular highlights, as Eq. 6 with ``alpha = 1``.
+
+    Returns:
+        ``(blended, transmission, reflection, alpha)``: ``(H, W, 3)`` float32 RGB in
+        [0, 1]; the reflection is the linear-light difference, back in display space.
+    """
+    blended = data.bgr8_to_rgb(scene.render(index).clean)
+    transmission = data.bgr8_to_rgb(scene.render(index, highlights=False).clean)
+    linear = np.clip(blended**GAMMA - transmission**GAMMA, 0.0, 1.0)
+    return blended, transmission, (linear ** (1 / GAMMA)).astype(np.float32), 1.0
+
+
+def find_pair_folders(root: Path) -> tuple[Path, Path]:
+    """``root/blended`` and ``root/transmission`` (or ``blend``/``I`` and ``T``/``gt``)."""
+    if not root.is_dir():
+        raise UserError(
+            f"{root} is not a folder", "Pass a folder holding blended/ and transmission/."
+        )
+
+    def pick(names: tuple[str, ...]) -> Path:
+        for name in names:
+            if (root / name).is_dir():
+                return root / name
+        raise UserError(
+            f"{root} has no {names[0]}/ folder (also accepted: {', '.join(names[1:])})",
+            "Put the images with reflections in blended/ and the clean ones in "
+            "transmission/, with matching file names.",
+        )
+
+    return pick(BLENDED_NAMES), pick(TRANSMISSION_NAMES)
+
+
+def load_real_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, blended, transmission)`` for every file name in both folders of ``root``."""
+    blended_dir, transmission_dir = find_pair_folders(root)
+    targets = {path.name: path for path in data.image_files(transmission_dir)}
+    pairs = []
+    for path in data.image_files(blended_dir):
+        if path.name not in targets:
+            continue
+        blended, transmission = data.read_rgb(path), data.read_rgb(targets[path.name])
+        if blended.shape != transmission.shape:
+            raise UserError(
+                f"{path.name}: blended {blended.shape[:2]} and transmission "
+                f"{transmission.shape[:2]} differ in size",
+                "Give aligned pairs of the same size.",
+            )
+        pairs.append((path.name, blended, transmission))
+    if not pairs:
+        raise UserError(
+            f"no matching file names in {blended_dir} and {transmission_dir}",
+            "Name each blended image like its transmission image.",
+        )
+    return pairs
+
+
+@dataclass
+class ReflectionSampler:
+    """Draws training batches; deterministic for a given generator."""
+
+    photos: list[np.ndarray]
+    scenes: list[Any]
+    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    config: DereflectTrainConfig
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    def synthetic(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """One ``(blended, transmission, reflection, alpha)`` patch triple and its alpha."""
+        rng, size = self.rng, self.config.patch_size
+        use_scene = not self.photos or rng.random() < self.config.scene_fraction
+        if use_scene:
+            scene = self.scenes[int(rng.integers(len(self.scenes)))]
+            index = int(rng.integers(0, 20 * 60 * 30))
+            if rng.random() < self.config.scene_highlight_fraction:
+                blended, transmission, reflection, alpha = scene_highlight_pair(scene, index)
+                crops = data.random_crop((blended, transmission, reflection), size, rng)
+                return (*crops, alpha)
+            clean = data.bgr8_to_rgb(scene.render(index, highlights=False).clean)
+        else:
+            clean = self.photos[int(rng.integers(len(self.photos)))]
+        (transmission,) = data.random_crop((clean,), size, rng)
+        (source,) = data.random_crop((self._any_clean(),), size, rng)
+        pair = synthesize(np.ascontiguousarray(transmission), rng, reflection_source=source)
+        return pair.blended, pair.transmission, pair.reflection, pair.alpha
+
+    def _any_clean(self) -> np.ndarray:
+        if self.photos and self.rng.random() < 0.5:
+            return self.photos[int(self.rng.integers(len(self.photos)))]
+        scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
+        return data.bgr8_to_rgb(scene.render(int(self.rng.integers(0, 36000))).clean)
+
+    def batch(self, size: int) -> ReflectionBatch:
+        if self.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = [
+                data.random_crop(
+                    self.real_pairs[int(self.rng.integers(len(self.real_pairs)))],
+                    self.config.patch_size,
+                    self.rng,
+                )
+                for _ in range(size)
+            ]
+            blended, transmission = (_stack([p[k] for p in pairs]) for k in (0, 1))
+            return ReflectionBatch(blended, transmission, None, None)
+        triples = [self.synthetic() for _ in range(size)]
+        flips = self.rng.random(size) < 0.5
+        images = [
+            _stack([t[k] for t in triples], flips=flips) for k in range(3)
+        ]  # blended, transmission, reflection
+        alpha = torch.tensor([t[3] for t in triples], dtype=torch.float32)
+        return ReflectionBatch(*images, alpha)
+
+
+def _stack(images: list[np.ndarray], flips: np.ndarray | None = None) -> torch.Tensor:
+    """``(H, W, 3)`` images -> ``(B, 3, H, W)`` float32, mirrored where ``flips``."""
+    array = np.stack(images).transpose(0, 3, 1, 2)
+    if flips is not None:
+        array[flips] = array[flips][..., ::-1]
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------- loss
+
+
+class DereflectObjective:
+    """The paper's Eq. 15 over the unrolled iterations, with its own discriminator.
+
+    Args:
+        vgg: frozen VGG-19 features at :data:`VGG_LAYERS`; None turns ``L_p`` off.
+    """
+
+    def __init__(self, config: DereflectTrainConfig, vgg: nn.Module | None) -> None:
+        self.config = config
+        self.vgg = vgg
+        self.discriminator: nn.Module | None = None
+        self.discriminator_optimizer: torch.optim.Optimizer | None = None
+        if config.adversarial_weight > 0:
+            self.discriminator = PatchDiscriminator(config.discriminator_width)
+            self.discriminator_optimizer = torch.optim.Adam(
+                self.discriminator.parameters(), lr=config.learning_rate, betas=config.betas
+            )
+        self.last_terms: dict[str, float] = {}
+
+    def __call__(self, model: nn.Module, batch: ReflectionBatch) -> torch.Tensor:
+        config = self.config
+        outputs = model.iterate(batch.blended, side_outputs=self.vgg is not None)
+        weights = iteration_weights(len(outputs), config.theta)
+        terms: dict[str, torch.Tensor] = {
+            "mix": mix_loss(
+                [o.transmission for o in outputs], batch.transmission, weights, config.ssim_weight
+            )
+        }
+        if batch.reflection is not None and batch.alpha is not None:
+            terms["composition"] = composition_loss(
+                outputs, batch.blended, batch.transmission, batch.reflection, batch.alpha, weights
+            )
+        last = outputs[-1]
+        if self.vgg is not None:
+            terms["perceptual"] = multiscale_perceptual_loss(
+                self.vgg,
+                [last.transmission, last.side_half, last.side_quarter],
+                batch.transmission,
+                config.perceptual_scales,
+            )
+        if self.discriminator is not None:
+            terms["adversarial"] = self._adversarial(last.transmission, batch.transmission)
+        self.last_terms = {name: float(value.detach()) for name, value in terms.items()}
+        lambdas = {
+            "composition": config.composition_weight,
+            "perceptual": config.perceptual_weight,
+            "mix": config.mix_weight,
+            "adversarial": config.adversarial_weight,
+        }
+        return sum(lambdas[name] * value for name, value in terms.items())
+
+    def _adversarial(self, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """Step the discriminator on this batch, then return the generator's loss."""
+        assert self.discriminator is not None and self.discriminator_optimizer is not None
+        real_scores = self.discriminator(clean)
+        _, discriminator_loss = relativistic_losses(
+            real_scores, self.discriminator(restored.detach())
+        )
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        discriminator_loss.backward()
+        self.discriminator_optimizer.step()
+        self.discriminator.requires_grad_(False)
+        generator_loss, _ = relativistic_losses(
+            self.discriminator(clean), self.discriminator(restored)
+        )
+        self.discriminator.requires_grad_(True)
+        return generator_loss
+
+    def after_backward(self, model: nn.Module) -> None:
+        torch.nn.utils.clip_grad_norm_(
+            [model.step.laplacian.kernel], max_norm=self.config.laplacian_clip
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.discriminator is None or self.discriminator_optimizer is None:
+            return {}
+        return {
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.discriminator is not None and self.discriminator_optimizer is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+
+
+def mix_loss(
+    transmissions: list[torch.Tensor],
+    target: torch.Tensor,
+    weights: list[float],
+    ssim_weight: float,
+) -> torch.Tensor:
+    """``L_mix = beta L_SSIM + (1 - beta) L_pixel`` (Eq. 11-13), summed over iterations."""
+    total = target.new_zeros(())
+    for weight, estimate in zip(weights, transmissions, strict=True):
+        structural = (1.0 - ssim(estimate, target)).mean()
+        pixel = F.l1_loss(estimate, target)
+        total = total + weight * (ssim_weight * structural + (1.0 - ssim_weight) * pixel)
+    return total
+
+
+def composition_loss(
+    outputs: list[Any],
+    blended: torch.Tensor,
+    transmission: torch.Tensor,
+    reflection: torch.Tensor,
+    alpha: torch.Tensor,
+    weights: list[float],
+    gamma: float = GAMMA,
+) -> torch.Tensor:
+    """``L_comp = L_C + L_res`` (Eq. 7-9), summed over iterations with ``weights``.
+
+    ``L_C``: the blend re-composed with the confidence map as the mask ``W = 1 - C``
+    (Eq. 7) against the input. ``L_res``: Eq. 6 in linear light with one layer
+    predicted and the other known, against the linearised input.
+
+    Shape:
+        images ``(B, 3, H, W)``; ``alpha`` ``(B,)``; each output carries
+        ``transmission``, ``reflection`` (``(B, 3, H, W)``) and ``confidence``
+        (``(B, 1, H, W)``).
+    """
+    a = alpha.view(-1, 1, 1, 1)
+    linear_input = gamma_expand(blended, gamma)
+    linear_transmission = gamma_expand(transmission, gamma)
+    linear_reflection = gamma_expand(reflection, gamma)
+    total = blended.new_zeros(())
+    for weight, output in zip(weights, outputs, strict=True):
+        recomposed = (1.0 - output.confidence) * transmission + reflection
+        with_predicted_reflection = a * linear_transmission + gamma_expand(output.reflection, gamma)
+        with_predicted_transmission = (
+            a * gamma_expand(output.transmission, gamma) + linear_reflection
+        )
+        total = total + weight * (
+            F.mse_loss(recomposed, blended)
+            + F.mse_loss(with_predicted_reflection, linear_input)
+            + F.mse_loss(with_predicted_transmission, linear_input)
+        )
+    return total
+
+
+def multiscale_perceptual_loss(
+    vgg: nn.Module,
+    estimates: list[torch.Tensor | None],
+    target: torch.Tensor,
+    scale_weights: tuple[float, ...],
+) -> torch.Tensor:
+    """Eq. 10: VGG L1 at full, 1/2 and 1/4 size, weighted by ``scale_weights``."""
+    total = target.new_zeros(())
+    for estimate, weight in zip(estimates, scale_weights, strict=True):
+        if estimate is None:
+            raise ValueError("the perceptual loss needs the network's side outputs")
+        factor = target.shape[-1] // estimate.shape[-1]
+        scaled = target if factor == 1 else F.avg_pool2d(target, factor)
+        total = total + weight * perceptual_l1(vgg(estimate), vgg(scaled))
+    return total
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
+    """Train dereflect and write ``out_dir/dereflect.safetensors`` (FP16, ready to ship)."""
+    spec = spec or get_restorer("dereflect")
+    config_path = options.config_path or spec.default_config
+    config = load_config(DereflectTrainConfig, config_path, section="train")
+    torch.manual_seed(config.seed)
+    if options.init_weights is not None:
+        model = load_restorer(spec, options.init_weights)
+        log.info("starting from %s", options.init_weights)
+    else:
+        model = build_network(
+            spec, load_config(resolve(spec.network_config), config_path, "network")
+        )
+    vgg = load_vgg(options.vgg_weights) if config.perceptual_weight > 0 else None
+    photos = data.load_clean_folders(list(options.clean_dirs), "train")
+    scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
+    real_pairs = [
+        (blended, transmission)
+        for folder in options.pairs_dirs
+        for _, blended, transmission in load_real_pairs(folder)
+    ]
+    validation = _validation_set(config, list(options.clean_dirs))
+    log.info(
+        "training dereflect (width %d, %d iterations): %d clean photos + %d scenes, "
+        "%d real pairs, %d validation pairs, %d px patches, batch %d",
+        model.config.width,
+        model.config.iterations,
+        len(photos),
+        len(scenes),
+        len(real_pairs),
+        len(validation[0]),
+        config.patch_size,
+        config.batch_size,
+    )
+
+    def batches_for_epoch(epoch: int):
+        sampler = ReflectionSampler(
+            photos, scenes, real_pairs, config, np.random.default_rng([config.seed, epoch])
+        )
+        return lambda: sampler.batch(config.batch_size)
+
+    metadata = {
+        "train_config": to_mapping(config),
+        "data_recipe": {
+            "reflection": "Eq. 6 with gamma 2.2, alpha U(0.8, 1): specular blobs and streaks, "
+            "half the time plus a blurred reflection of another frame (strength U(0.15, 0.5))",
+            "scene_highlights": "scene frames with vs without their wet-tissue highlights",
+            "scene_seeds": list(data.SCENE_SEEDS["train"]),
+            "clean_dirs": [str(p) for p in options.clean_dirs],
+            "clean_photos": len(photos),
+            "real_pairs_dirs": [str(p) for p in options.pairs_dirs],
+            "real_pairs": len(real_pairs),
+            "init_weights": str(options.init_weights) if options.init_weights else None,
+            "split": "sha1(file name) % 10: 0-1 test, 2 validation, 3-9 train",
+        },
+        "loss": {
+            "terms": "0.4 composition + 0.2 perceptual + 0.4 mix + 0.01 adversarial (Eq. 15)",
+            "perceptual": "VGG-19 " + ",".join(VGG_LAYERS) if vgg is not None else "off",
+            "perceptual_weights": str(options.vgg_weights) if vgg is not None else None,
+        },
+    }
+    schedule = Schedule(
+        learning_rate=config.learning_rate,
+        steps_per_epoch=options.steps_per_epoch or config.steps_per_epoch,
+        max_epochs=options.max_epochs or config.max_epochs,
+        patience=config.patience,
+        min_delta=config.min_delta,
+        plateau_patience=config.plateau_patience,
+        betas=config.betas,
+    )
+    return fit_and_ship(
+        model,
+        spec,
+        batches_for_epoch=batches_for_epoch,
+        validation=validation,
+        objective=DereflectObjective(config, vgg),
+        schedule=schedule,
+        out_dir=options.out_dir,
+        metadata=metadata,
+        resume=options.resume,
+        progress=options.progress,
+    )
+
+
+def load_vgg(path: Path | None) -> nn.Module | None:
+    """VGG-19 features for ``L_p``, or None (with a warning) when no file is given."""
+    if path is None:
+        log.warning(
+            "PERCEPTUAL LOSS OFF: no --vgg-weights given, so the paper's VGG-19 term "
+            "(lambda 0.2) is not trained; the weights record this. Pass a torchvision "
+            "vgg19 state dict to turn it on."
+        )
+        return None
+    from smokeclear.train.vgg import VGGFeatures
+
+    return VGGFeatures("vgg19", VGG_LAYERS, path)
+
+
+def _validation_set(
+    config: DereflectTrainConfig, clean_dirs: list[Path]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    sampler = ReflectionSampler(
+        data.load_clean_folders(clean_dirs, "val"),
+        data.scenes_for("val", *SCENE_TRAIN_SIZE),
+        [],
+        config,
+        np.random.default_rng(VALIDATION_SEED),
+    )
+    batch = sampler.batch(config.validation_size)
+    return batch.blended, batch.transmission
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def inpaint_highlights(image: np.ndarray) -> np.ndarray:
+    """Baseline: inpaint near-saturated pixels (Telea) from their surroundings.
+
+    Args:
+        image: ``(H, W, 3)`` float32 RGB in [0, 1]. Returns the same layout.
+    """
+    mask = (image.max(axis=2) >= SATURATION_THRESHOLD).astype(np.uint8)
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    pixels = np.round(image * 255).astype(np.uint8)
+    return cv2.inpaint(pixels, mask, 3, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+
+
+def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
+    """Held-out synthetic reflections, the scene's highlights, and any real pairs."""
+    spec = spec or get_restorer("dereflect")
+    methods = {
+        "input": lambda blended: blended,
+        "inpaint": inpaint_highlights,
+        "dereflect": evaluation.network_method(load_restorer(spec, options.weights)),
+    }
+    scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
+    cleans = [
+        data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=False).clean)
+        for scene in scenes
+        for k in range(options.frames_per_scene)
+    ]
+    for folder in options.clean_dirs:
+        cleans += [
+            data.read_rgb(path)
+            for path in data.image_files(folder)
+            if data.split_of(path.name) == "test"
+        ]
+    synthetic = []
+    for index, clean in enumerate(cleans):
+        rng = np.random.default_rng([11, index])
+        source = cleans[(index + len(cleans) // 2) % len(cleans)]
+        source = cv2.resize(source, clean.shape[1::-1], interpolation=cv2.INTER_AREA)
+        pair = synthesize(clean, rng, reflection_source=source)
+        synthetic.append((pair.transmission, pair.blended))
+    rows = [evaluation.score("synthetic reflections + highlights", synthetic, methods)]
+    highlights = [
+        scene_highlight_pair(scene, 97 * k + 13)[1::-1]
+        for scene in scenes
+        for k in range(options.frames_per_scene)
+    ]
+    rows.append(evaluation.score("scene highlights", highlights, methods))
+    for folder in options.pairs_dirs:
+        pairs = [(t, b) for _, b, t in load_real_pairs(folder)]
+        rows.append(evaluation.score(f"real pairs: {folder.name}", pairs, methods))
+    if options.json_path:
+        options.json_path.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
+    return rows
+
+
+def format_table(rows: list[EvalRow]) -> str:
+    return evaluation.format_table(rows, "data")

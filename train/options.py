@@ -1,0 +1,28 @@
+"""What the CLI hands every recipe's ``train`` and ``evaluate`` (recipes may extend them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from smokeclear.train.data import EVAL_FRAMES_PER_SCENE
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    out_dir: Path
+    clean_dirs: tuple[Path, ...] = ()
+    config_path: Path | None = None
+    resume: bool = False
+    init_weights: Path | None = None  # start from these weights (fine-tuning)
+    max_epochs: int | None = None
+    steps_per_epoch: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    weights: Path | None = None
+    clean_dirs: tuple[Path, ...] = ()
+    frames_per_scene: int = EVAL_FRAMES_PER_SCENE
+    json_path: Path | None = None
