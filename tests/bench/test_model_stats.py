@@ -1,0 +1,23 @@
+import json
+
+from smokeclear.bench.model_stats import main, model_stats
+from smokeclear.registry import REGISTRY
+
+
+def test_counts_the_paper_network_from_its_config():
+    paper = REGISTRY["dereflect"].default_config.with_name("dereflect-paper.yaml")
+    stats = model_stats("dereflect", 400, 536, paper)
+    assert round(stats["parameters"] / 1e6, 3) == 10.926, "the paper's 10.926 M"
+    assert 1000 < stats["gflops"] < 3000, "about 650 GFLOP per iteration at 400x540, 3 iterations"
+
+
+def test_flops_grow_with_the_frame_and_write_json(tmp_path, capsys):
+    out = tmp_path / "stats.json"
+    assert (
+        main(["--restorer", "desmoke", "--size", "64x64", "--size", "128x128", "--json", str(out)])
+        == 0
+    )
+    small, large = json.loads(out.read_text())
+    assert large["gflops"] == small["gflops"] * 4
+    assert small["parameters"] == large["parameters"] > 0
+    assert "GFLOP per 64x64 frame" in capsys.readouterr().out
