@@ -206,6 +206,9 @@ def build_parser() -> Parser:
     )
     evaluate.add_argument("--frames-per-scene", type=int, default=10)
     evaluate.add_argument("--json", type=Path, help="also write the table as JSON here")
+    evaluate.add_argument(
+        "--examples", type=Path, help="also write a PNG: one case per row, methods side by side"
+    )
 
     export = commands.add_parser("export", help="export a restorer (chain) to ONNX")
     export.add_argument("restorer", help="a restorer, a comma-separated chain, or `all`")
@@ -443,6 +446,7 @@ def command_eval(args: argparse.Namespace) -> int:
             "clean_dirs": tuple(args.clean_dir),
             "frames_per_scene": args.frames_per_scene,
             "json_path": args.json,
+            "examples_path": args.examples,
         },
         {"pairs_dirs": ("--pairs-dir", tuple(args.pairs_dir))},
     )

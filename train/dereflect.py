@@ -25,7 +25,6 @@ real pairs given by path.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -564,19 +563,16 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
         source = cv2.resize(source, clean.shape[1::-1], interpolation=cv2.INTER_AREA)
         pair = synthesize(clean, rng, reflection_source=source)
         synthetic.append((pair.transmission, pair.blended))
-    rows = [evaluation.score("synthetic reflections + highlights", synthetic, methods)]
     highlights = [
         scene_highlight_pair(scene, 97 * k + 13)[1::-1]
         for scene in scenes
         for k in range(options.frames_per_scene)
     ]
-    rows.append(evaluation.score("scene highlights", highlights, methods))
+    sets = [("synthetic reflections + highlights", synthetic), ("scene highlights", highlights)]
     for folder in options.pairs_dirs:
         pairs = [(t, b) for _, b, t in load_real_pairs(folder)]
-        rows.append(evaluation.score(f"real pairs: {folder.name}", pairs, methods))
-    if options.json_path:
-        options.json_path.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
-    return rows
+        sets.append((f"real pairs: {folder.name}", pairs))
+    return evaluation.evaluate_sets(sets, methods, options.json_path, options.examples_path)
 
 
 def format_table(rows: list[EvalRow]) -> str:

@@ -12,7 +12,6 @@ channel prior and of the model. A fourth row uses the scene's own plumes.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +222,7 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
         "desmoke": evaluation.network_method(load_restorer(spec, options.weights)),
     }
     images = evaluation_images(list(options.clean_dirs), options.frames_per_scene)
-    rows = []
+    sets = []
     for level_index, (level, opacity) in enumerate(DENSITY_OPACITY.items()):
         cases = []
         for image_index, (_, clean) in enumerate(images):
@@ -231,7 +230,7 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
             density = cloud_density(*clean.shape[:2], rng, opacity)
             smoky = np.clip(composite_smoke(clean, density, random_smoke_colour(rng)), 0, 1)
             cases.append((clean, smoky.astype(np.float32)))
-        rows.append(evaluation.score(level, cases, methods))
+        sets.append((level, cases))
     plume_cases = []
     for scene in data.scenes_for("test", *SCENE_EVAL_SIZE):
         for index in range(0, 3000, 7):
@@ -240,11 +239,8 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
                 plume_cases.append((data.bgr8_to_rgb(frame.clean), data.bgr8_to_rgb(frame.smoky)))
             if len(plume_cases) >= options.frames_per_scene * (1 + scene.seed - 2000):
                 break
-    if plume_cases:
-        rows.append(evaluation.score("scene plumes", plume_cases, methods))
-    if options.json_path:
-        options.json_path.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
-    return rows
+    sets.append(("scene plumes", plume_cases))
+    return evaluation.evaluate_sets(sets, methods, options.json_path, options.examples_path)
 
 
 def format_table(rows: list[EvalRow]) -> str:

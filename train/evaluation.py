@@ -7,12 +7,16 @@ degraded input, classical baselines, the network) against the clean image.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
+from smokeclear.errors import UserError
 from smokeclear.nets.wrappers import run_padded
 from smokeclear.train.metrics import psnr, ssim
 
@@ -56,6 +60,22 @@ def score(
     return EvalRow(label, len(cases), scores)
 
 
+def evaluate_sets(
+    sets: list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]],
+    methods: dict[str, Method],
+    json_path: Path | None = None,
+    examples_path: Path | None = None,
+) -> list[EvalRow]:
+    """Score every ``(label, cases)`` set; optionally write the rows as JSON and an example grid."""
+    sets = [(label, cases) for label, cases in sets if cases]
+    rows = [score(label, cases, methods) for label, cases in sets]
+    if json_path:
+        json_path.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
+    if examples_path:
+        write_examples(examples_path, [(label, cases[0]) for label, cases in sets], methods)
+    return rows
+
+
 def format_table(rows: list[EvalRow], first_column: str) -> str:
     """A markdown table: one row per data set, PSNR then SSIM columns per method."""
     methods = list(rows[0].scores)
@@ -76,3 +96,38 @@ def format_table(rows: list[EvalRow], first_column: str) -> str:
         ]
         lines.append(f"| {row.label} | {row.images} | " + " | ".join(psnrs + ssims) + " |")
     return "\n".join(lines)
+
+
+def write_examples(
+    path: Path, cases: list[tuple[str, tuple[np.ndarray, np.ndarray]]], methods: dict[str, Method]
+) -> None:
+    """A PNG grid: per case a row of every method's output, then the clean image, labelled.
+
+    Args:
+        cases: ``(row label, (clean, degraded))``; images ``(H, W, 3)`` float32 RGB in [0, 1],
+            resized to the first case's size.
+    """
+    height, width = cases[0][1][0].shape[:2]
+    rows = []
+    for label, (clean, degraded) in cases:
+        tiles = [(name, method(degraded)) for name, method in methods.items()]
+        tiles.append(("clean", clean))
+        strip = []
+        for name, image in tiles:
+            tile = cv2.resize(np.clip(image, 0, 1), (width, height), interpolation=cv2.INTER_AREA)
+            tile = cv2.cvtColor((tile * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)
+            _label(tile, f"{name} | {label}" if not strip else name)
+            strip.append(tile)
+        rows.append(np.concatenate(strip, axis=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.concatenate(rows, axis=0)):
+        raise UserError(f"cannot write {path}", "Give a writable path ending in .png.")
+
+
+def _label(tile: np.ndarray, text: str) -> None:
+    scale = max(0.35, tile.shape[0] / 600)
+    origin = (6, int(22 * scale / 0.5))
+    cv2.putText(tile, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(
+        tile, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+    )

@@ -26,3 +26,4 @@ class EvalOptions:
     clean_dirs: tuple[Path, ...] = ()
     frames_per_scene: int = EVAL_FRAMES_PER_SCENE
     json_path: Path | None = None
+    examples_path: Path | None = None  # a PNG of one case per row, every method side by side

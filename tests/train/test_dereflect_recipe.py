@@ -8,7 +8,7 @@ import torch
 from smokeclear.cli import main
 from smokeclear.errors import UserError
 from smokeclear.nets.dereflect import DereflectConfig, DereflectNet, IterationOutput
-from smokeclear.nets.loading import weights_metadata
+from smokeclear.nets.loading import save_weights, weights_metadata
 from smokeclear.registry import get_restorer
 from smokeclear.train import dereflect
 from smokeclear.train.dereflect import (
@@ -204,7 +204,7 @@ def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, capsys):
     config.write_text(TINY_CONFIG)
     net = DereflectNet(DereflectConfig(width=2, se_blocks=1, iterations=1)).eval()
     weights = tmp_path / "w.safetensors"
-    dereflect.save_weights(net, weights, get_restorer("dereflect"), {})
+    save_weights(net, weights, get_restorer("dereflect"), {})
     pairs = write_pairs(tmp_path / "pairs")
     code = main(
         [
@@ -218,10 +218,14 @@ def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, capsys):
             str(pairs),
             "--json",
             str(tmp_path / "eval.json"),
+            "--examples",
+            str(tmp_path / "examples.png"),
         ]
     )
     table = capsys.readouterr().out
     assert code == 0
+    grid = cv2.imread(str(tmp_path / "examples.png"))
+    assert grid.shape == (3 * 288, 4 * 512, 3), "3 data sets x (3 methods + clean), scene size"
     for label in ("synthetic reflections", "scene highlights", "real pairs: pairs"):
         assert label in table
     assert "inpaint PSNR" in table and "dereflect SSIM" in table
