@@ -617,11 +617,7 @@ def write_plots(results: dict[str, Any], json_path: Path) -> tuple[list[Path], s
         axes.set_title("fps vs resolution")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize="small")
-        path = json_path.parent / f"{json_path.stem}-fps-vs-resolution.png"
-        figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(plt, figure, json_path, "fps-vs-resolution"))
     curves = [r for r in results["graph"] if r["end_to_end_quantiles_ms"]]
     if len(curves) > 12:  # readable: one stream only
         curves = [r for r in curves if r["streams"] == 1]
@@ -641,12 +637,17 @@ def write_plots(results: dict[str, Any], json_path: Path) -> tuple[list[Path], s
         )
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize="small")
-        path = json_path.parent / f"{json_path.stem}-latency-cdf.png"
-        figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(plt, figure, json_path, "latency-cdf"))
     return written, None if written else "nothing to plot"
+
+
+def _save(plt: Any, figure: Any, json_path: Path, name: str) -> Path:
+    """Write ``figure`` beside the JSON as ``STEM-NAME.png`` and free it."""
+    path = json_path.parent / f"{json_path.stem}-{name}.png"
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 # --------------------------------------------------------------------------- files

@@ -79,6 +79,25 @@ def tiny_dereflect_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def fp32_by_op():
+    """``by_op(onnx_path) -> {op_type: {kept FP32?, ...}}`` under the FP16 export rule."""
+
+    def by_op(path: Path) -> dict[str, set[bool]]:
+        import onnx
+
+        from smokeclear.export.fp16 import fp32_node_names
+
+        model = onnx.load(str(path))
+        kept = set(fp32_node_names(model))
+        kinds: dict[str, set[bool]] = {}
+        for node in model.graph.node:
+            kinds.setdefault(node.op_type, set()).add(node.name in kept)
+        return kinds
+
+    return by_op
+
+
+@pytest.fixture
 def tiny_conv_onnx():
     """Writes a one-conv ONNX restorer: ``make(path, fp16=False, multiple=8) -> path``."""
     import onnx

@@ -11,7 +11,7 @@ import onnx
 import pytest
 import torch
 
-from smokeclear.export.fp16 import compare_models, convert_to_fp16, fp32_node_names, parity_inputs
+from smokeclear.export.fp16 import compare_models, convert_to_fp16, parity_inputs
 from smokeclear.export.onnx_export import check_parity, export_onnx
 from smokeclear.nets.dereflect import DereflectConfig, DereflectNet
 from smokeclear.nets.wrappers import WorkingResolution
@@ -50,13 +50,9 @@ def test_onnxruntime_matches_pytorch(exported):
     assert report.max_abs_error < 1e-4, str(report)
 
 
-def test_fp16_keeps_global_pooling_gates_and_resampling_in_fp32(exported):
+def test_fp16_keeps_global_pooling_gates_and_resampling_in_fp32(exported, fp32_by_op):
     _, path, _ = exported
-    model = onnx.load(str(path))
-    kept = set(fp32_node_names(model))
-    by_op: dict[str, set[bool]] = {}
-    for node in model.graph.node:
-        by_op.setdefault(node.op_type, set()).add(node.name in kept)
+    by_op = fp32_by_op(path)
     for op in ("ReduceMean", "ReduceMax", "Sigmoid", "Tanh", "Resize"):
         assert by_op[op] == {True}, f"{op} should stay FP32"
     for op in ("ConvTranspose", "Relu", "PRelu"):

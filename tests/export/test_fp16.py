@@ -60,12 +60,10 @@ def value_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
-def test_rule_puts_layers_in_fp16_and_the_pyramid_in_fp32(fp32_model):
+def test_rule_puts_layers_in_fp16_and_the_pyramid_in_fp32(fp32_model, fp32_by_op):
     model = onnx.load(str(fp32_model))
     kept = set(fp32_node_names(model))
-    by_op: dict[str, set[bool]] = {}
-    for node in model.graph.node:
-        by_op.setdefault(node.op_type, set()).add(node.name in kept)
+    by_op = fp32_by_op(fp32_model)
     for op in ("Conv", "ConvTranspose", "Relu", "MaxPool", "Concat"):
         assert by_op[op] == {False}, f"every {op} should run in FP16"
     for op in PYRAMID_OPS:
