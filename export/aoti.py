@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from smokeclear.export.onnx_export import INPUT_NAME, MAX_MULTIPLES, quiet_exporter
+from smokeclear.export.onnx_export import INPUT_NAME, MAX_SIDE, quiet_exporter
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ def compile_package(module: nn.Module, example: torch.Tensor, path: Path) -> Non
     from torch.export import Dim
 
     multiple = module.input_multiple
-    height = Dim("h", min=1, max=MAX_MULTIPLES)
-    width = Dim("w", min=1, max=MAX_MULTIPLES)
+    height = Dim("h", min=1, max=MAX_SIDE // multiple)
+    width = Dim("w", min=1, max=MAX_SIDE // multiple)
     # Traced at a fixed size, like the ONNX export, so the package does not depend on
     # the first frame's size (H != W keeps the two dims from sharing a symbol).
     sample = torch.rand(

@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 OPSET = 18
 INPUT_NAME = "image"
 OUTPUT_NAME = "restored"
-#: Largest frame the exported graph promises to accept, in multiples (64 * 32 = 2048 px
-#: for desmoke at full resolution; 4K needs divisor 2 or a larger bound).
-MAX_MULTIPLES = 128
+#: Largest frame side the exported graph promises to accept, in pixels (4K UHD fits).
+#: The dynamic H and W are declared as ``multiple * Dim(max=MAX_SIDE // multiple)``.
+MAX_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ def export_onnx(module: nn.Module, path: Path, metadata: dict[str, str]) -> None
     module = module.eval()
     multiple = module.input_multiple
     sample = torch.rand(1, 3, 2 * multiple, 3 * multiple)
-    height = Dim("h", min=1, max=MAX_MULTIPLES)
-    width = Dim("w", min=1, max=MAX_MULTIPLES)
+    height = Dim("h", min=1, max=MAX_SIDE // multiple)
+    width = Dim("w", min=1, max=MAX_SIDE // multiple)
     with quiet_exporter():
         program = torch.onnx.export(
             module,

@@ -98,3 +98,56 @@ def random_crop(
     top = int(rng.integers(0, height - size + 1))
     left = int(rng.integers(0, width - size + 1))
     return tuple(image[top : top + size, left : left + size] for image in images)
+
+
+def find_pair_folders(
+    root: Path, degraded_names: tuple[str, ...], clean_names: tuple[str, ...]
+) -> tuple[Path, Path]:
+    """The degraded and clean image folders of a paired data set at ``root``.
+
+    Each is the first of its candidate names that exists under ``root``
+    (e.g. LOL's ``low/`` and ``high/``).
+    """
+    if not root.is_dir():
+        raise UserError(
+            f"{root} is not a folder",
+            f"Pass a folder holding {degraded_names[0]}/ and {clean_names[0]}/.",
+        )
+
+    def pick(names: tuple[str, ...]) -> Path:
+        for name in names:
+            if (root / name).is_dir():
+                return root / name
+        raise UserError(
+            f"{root} has no {names[0]}/ folder (also accepted: {', '.join(names[1:])})",
+            f"Put the degraded images in {degraded_names[0]}/ and the clean ones in "
+            f"{clean_names[0]}/, with matching file names.",
+        )
+
+    return pick(degraded_names), pick(clean_names)
+
+
+def load_pairs(
+    root: Path, degraded_names: tuple[str, ...], clean_names: tuple[str, ...]
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, degraded, clean)`` float32 RGB for every file name in both folders of ``root``."""
+    degraded_dir, clean_dir = find_pair_folders(root, degraded_names, clean_names)
+    targets = {path.name: path for path in image_files(clean_dir)}
+    pairs = []
+    for path in image_files(degraded_dir):
+        if path.name not in targets:
+            continue
+        degraded, clean = read_rgb(path), read_rgb(targets[path.name])
+        if degraded.shape != clean.shape:
+            raise UserError(
+                f"{path.name}: {degraded_dir.name}/ {degraded.shape[:2]} and "
+                f"{clean_dir.name}/ {clean.shape[:2]} differ in size",
+                "Give aligned pairs of the same size.",
+            )
+        pairs.append((path.name, degraded, clean))
+    if not pairs:
+        raise UserError(
+            f"no matching file names in {degraded_dir} and {clean_dir}",
+            "Name each degraded image like its clean image.",
+        )
+    return pairs

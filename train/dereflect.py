@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from smokeclear.config import load_config, to_mapping
-from smokeclear.errors import UserError
 from smokeclear.nets.loading import build_network, load_restorer
 from smokeclear.registry import RestorerSpec, get_restorer, resolve
 from smokeclear.synthetic.reflection import GAMMA, synthesize
@@ -57,6 +56,7 @@ from smokeclear.train.losses import (
     relativistic_losses,
     ssim,
 )
+from smokeclear.train.vgg import optional_features
 
 log = logging.getLogger(__name__)
 
@@ -137,48 +137,9 @@ def scene_highlight_pair(
     return blended, transmission, (linear ** (1 / GAMMA)).astype(np.float32), 1.0
 
 
-def find_pair_folders(root: Path) -> tuple[Path, Path]:
-    """``root/blended`` and ``root/transmission`` (or ``blend``/``I`` and ``T``/``gt``)."""
-    if not root.is_dir():
-        raise UserError(
-            f"{root} is not a folder", "Pass a folder holding blended/ and transmission/."
-        )
-
-    def pick(names: tuple[str, ...]) -> Path:
-        for name in names:
-            if (root / name).is_dir():
-                return root / name
-        raise UserError(
-            f"{root} has no {names[0]}/ folder (also accepted: {', '.join(names[1:])})",
-            "Put the images with reflections in blended/ and the clean ones in "
-            "transmission/, with matching file names.",
-        )
-
-    return pick(BLENDED_NAMES), pick(TRANSMISSION_NAMES)
-
-
 def load_real_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, blended, transmission)`` for every file name in both folders of ``root``."""
-    blended_dir, transmission_dir = find_pair_folders(root)
-    targets = {path.name: path for path in data.image_files(transmission_dir)}
-    pairs = []
-    for path in data.image_files(blended_dir):
-        if path.name not in targets:
-            continue
-        blended, transmission = data.read_rgb(path), data.read_rgb(targets[path.name])
-        if blended.shape != transmission.shape:
-            raise UserError(
-                f"{path.name}: blended {blended.shape[:2]} and transmission "
-                f"{transmission.shape[:2]} differ in size",
-                "Give aligned pairs of the same size.",
-            )
-        pairs.append((path.name, blended, transmission))
-    if not pairs:
-        raise UserError(
-            f"no matching file names in {blended_dir} and {transmission_dir}",
-            "Name each blended image like its transmission image.",
-        )
-    return pairs
+    return data.load_pairs(root, BLENDED_NAMES, TRANSMISSION_NAMES)
 
 
 @dataclass
@@ -422,7 +383,13 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
         model = build_network(
             spec, load_config(resolve(spec.network_config), config_path, "network")
         )
-    vgg = load_vgg(options.vgg_weights) if config.perceptual_weight > 0 else None
+    vgg = (
+        optional_features(
+            "vgg19", VGG_LAYERS, options.vgg_weights, "the paper's VGG-19 term (lambda 0.2)"
+        )
+        if config.perceptual_weight > 0
+        else None
+    )
     photos = data.load_clean_folders(list(options.clean_dirs), "train")
     scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
     real_pairs = [
@@ -491,20 +458,6 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
         resume=options.resume,
         progress=options.progress,
     )
-
-
-def load_vgg(path: Path | None) -> nn.Module | None:
-    """VGG-19 features for ``L_p``, or None (with a warning) when no file is given."""
-    if path is None:
-        log.warning(
-            "PERCEPTUAL LOSS OFF: no --vgg-weights given, so the paper's VGG-19 term "
-            "(lambda 0.2) is not trained; the weights record this. Pass a torchvision "
-            "vgg19 state dict to turn it on."
-        )
-        return None
-    from smokeclear.train.vgg import VGGFeatures
-
-    return VGGFeatures("vgg19", VGG_LAYERS, path)
 
 
 def _validation_set(

@@ -1,8 +1,9 @@
-"""Scoring restorers against baselines on held-out pairs, and the markdown table.
+"""Scoring restorers against baselines on held-out pairs, and the markdown tables.
 
-Every recipe's ``eval`` reports the same thing in the same layout: per data set
-(a row), the mean and standard deviation of PSNR and SSIM of each method (the
-degraded input, classical baselines, the network) against the clean image.
+Every recipe's ``eval`` reports the same thing in the same layout: per data set,
+the mean and standard deviation of each metric (PSNR and SSIM, plus any the recipe
+adds) of each method (the degraded input, classical baselines, the network)
+against the clean image.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ from smokeclear.train.metrics import psnr, ssim
 
 #: A method maps the degraded ``(H, W, 3)`` float32 RGB image in [0, 1] to its output.
 Method = Callable[[np.ndarray], np.ndarray]
+#: A metric scores ``(clean, output)``, both ``(H, W, 3)`` float RGB in [0, 1].
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+DEFAULT_METRICS: dict[str, Metric] = {"psnr": psnr, "ssim": ssim}
+#: Column titles and number formats of the metrics the tables know; others use their key.
+METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
+METRIC_FORMATS = {"psnr": ".2f", "ssim": ".3f"}
 
 
 @dataclass(frozen=True)
@@ -44,15 +52,20 @@ def network_method(model: torch.nn.Module) -> Method:
 
 
 def score(
-    label: str, cases: list[tuple[np.ndarray, np.ndarray]], methods: dict[str, Method]
+    label: str,
+    cases: list[tuple[np.ndarray, np.ndarray]],
+    methods: dict[str, Method],
+    metrics: dict[str, Metric] = DEFAULT_METRICS,
 ) -> EvalRow:
-    """PSNR and SSIM of every method over ``(clean, degraded)`` cases."""
-    values: dict[str, dict[str, list[float]]] = {name: {"psnr": [], "ssim": []} for name in methods}
+    """Every metric of every method over ``(clean, degraded)`` cases."""
+    values: dict[str, dict[str, list[float]]] = {
+        name: {metric: [] for metric in metrics} for name in methods
+    }
     for clean, degraded in cases:
         for name, method in methods.items():
             output = method(degraded)
-            values[name]["psnr"].append(psnr(clean, output))
-            values[name]["ssim"].append(ssim(clean, output))
+            for metric, function in metrics.items():
+                values[name][metric].append(function(clean, output))
     scores = {
         name: {metric: (float(np.mean(v)), float(np.std(v))) for metric, v in metrics.items()}
         for name, metrics in values.items()
@@ -65,10 +78,11 @@ def evaluate_sets(
     methods: dict[str, Method],
     json_path: Path | None = None,
     examples_path: Path | None = None,
+    metrics: dict[str, Metric] = DEFAULT_METRICS,
 ) -> list[EvalRow]:
     """Score every ``(label, cases)`` set; optionally write the rows as JSON and an example grid."""
     sets = [(label, cases) for label, cases in sets if cases]
-    rows = [score(label, cases, methods) for label, cases in sets]
+    rows = [score(label, cases, methods, metrics) for label, cases in sets]
     if json_path:
         json_path.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
     if examples_path:
@@ -96,6 +110,30 @@ def format_table(rows: list[EvalRow], first_column: str) -> str:
         ]
         lines.append(f"| {row.label} | {row.images} | " + " | ".join(psnrs + ssims) + " |")
     return "\n".join(lines)
+
+
+def format_method_table(rows: list[EvalRow]) -> str:
+    """Markdown, one table per data set: a row per method, a column per metric (mean ± std)."""
+    blocks = []
+    for row in rows:
+        methods = list(row.scores)
+        metrics = list(row.scores[methods[0]])
+        titles = [METRIC_TITLES.get(metric, metric) for metric in metrics]
+        lines = [
+            f"{row.label} ({row.images} images)",
+            "",
+            "| method | " + " | ".join(titles) + " |",
+            "|---|" + "---:|" * len(metrics),
+        ]
+        for method in methods:
+            cells = []
+            for metric in metrics:
+                mean, std = row.scores[method][metric]
+                spec = METRIC_FORMATS.get(metric, ".4g")
+                cells.append(f"{mean:{spec}} ± {std:{spec}}")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def write_examples(

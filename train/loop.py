@@ -59,6 +59,7 @@ class Schedule:
     min_delta: float
     plateau_patience: int = 0  # halve the learning rate after this many flat epochs; 0: off
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's
+    weight_decay: float = 0.0  # Adam's L2 penalty
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,10 @@ def fit(
         raise ValueError("give exactly one of loss_fn and objective")
     out_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=schedule.learning_rate, betas=schedule.betas
+        model.parameters(),
+        lr=schedule.learning_rate,
+        betas=schedule.betas,
+        weight_decay=schedule.weight_decay,
     )
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(

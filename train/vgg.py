@@ -13,12 +13,15 @@ The layer layout is torchvision's, so its indices and the usual layer names
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from smokeclear.errors import UserError
+
+log = logging.getLogger(__name__)
 
 #: Convolutions per block (torchvision's configs D and E); blocks end in a 2x2 max pool.
 VGG_BLOCKS: dict[str, tuple[int, ...]] = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -141,3 +144,23 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "Save model.state_dict(), not the model.",
         )
     return state
+
+
+def optional_features(
+    arch: str, layers: tuple[str, ...], path: Path | None, term: str
+) -> VGGFeatures | None:
+    """VGG features for a perceptual term, or None with a loud warning when no file is given.
+
+    Args:
+        term: how the recipe names the term in the warning, e.g. "the paper's VGG-19
+            term (lambda 0.2)".
+    """
+    if path is None:
+        log.warning(
+            "PERCEPTUAL LOSS OFF: no --vgg-weights given, so %s is not trained; the "
+            "weights record this. Pass a torchvision %s state dict to turn it on.",
+            term,
+            arch,
+        )
+        return None
+    return VGGFeatures(arch, layers, path)
