@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from smokeclear.config import load_config, to_mapping
-from smokeclear.nets.loading import build_network, load_restorer
-from smokeclear.registry import RestorerSpec, get_restorer, resolve
+from smokeclear.nets.loading import load_restorer
+from smokeclear.registry import RestorerSpec, get_restorer
 from smokeclear.synthetic.reflection import GAMMA, synthesize
 from smokeclear.train import data, evaluation, options
 from smokeclear.train.data import (
@@ -47,8 +47,9 @@ from smokeclear.train.data import (
     VALIDATION_SEED,
 )
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import FitResult, Schedule, fit_and_ship
+from smokeclear.train.loop import FitResult, fit_and_ship, initial_model, schedule_for
 from smokeclear.train.losses import (
+    Adversary,
     PatchDiscriminator,
     gamma_expand,
     iteration_weights,
@@ -219,12 +220,10 @@ class DereflectObjective:
     def __init__(self, config: DereflectTrainConfig, vgg: nn.Module | None) -> None:
         self.config = config
         self.vgg = vgg
-        self.discriminator: nn.Module | None = None
-        self.discriminator_optimizer: torch.optim.Optimizer | None = None
+        self.adversary: Adversary | None = None
         if config.adversarial_weight > 0:
-            self.discriminator = PatchDiscriminator(config.discriminator_width)
-            self.discriminator_optimizer = torch.optim.Adam(
-                self.discriminator.parameters(), lr=config.learning_rate, betas=config.betas
+            self.adversary = Adversary(
+                PatchDiscriminator(config.discriminator_width), config.learning_rate, config.betas
             )
         self.last_terms: dict[str, float] = {}
 
@@ -249,7 +248,7 @@ class DereflectObjective:
                 batch.transmission,
                 config.perceptual_scales,
             )
-        if self.discriminator is not None:
+        if self.adversary is not None:
             terms["adversarial"] = self._adversarial(last.transmission, batch.transmission)
         self.last_terms = {name: float(value.detach()) for name, value in terms.items()}
         lambdas = {
@@ -262,19 +261,11 @@ class DereflectObjective:
 
     def _adversarial(self, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         """Step the discriminator on this batch, then return the generator's loss."""
-        assert self.discriminator is not None and self.discriminator_optimizer is not None
-        real_scores = self.discriminator(clean)
-        _, discriminator_loss = relativistic_losses(
-            real_scores, self.discriminator(restored.detach())
-        )
-        self.discriminator_optimizer.zero_grad(set_to_none=True)
-        discriminator_loss.backward()
-        self.discriminator_optimizer.step()
-        self.discriminator.requires_grad_(False)
+        assert self.adversary is not None
+        self.adversary.step(lambda real, fake: relativistic_losses(real, fake)[1], clean, restored)
         generator_loss, _ = relativistic_losses(
-            self.discriminator(clean), self.discriminator(restored)
+            self.adversary.judge(clean), self.adversary.judge(restored)
         )
-        self.discriminator.requires_grad_(True)
         return generator_loss
 
     def after_backward(self, model: nn.Module) -> None:
@@ -283,17 +274,11 @@ class DereflectObjective:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        if self.discriminator is None or self.discriminator_optimizer is None:
-            return {}
-        return {
-            "discriminator": self.discriminator.state_dict(),
-            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
-        }
+        return self.adversary.state_dict() if self.adversary is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.discriminator is not None and self.discriminator_optimizer is not None:
-            self.discriminator.load_state_dict(state["discriminator"])
-            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state)
 
 
 def mix_loss(
@@ -376,13 +361,7 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
     config_path = options.config_path or spec.default_config
     config = load_config(DereflectTrainConfig, config_path, section="train")
     torch.manual_seed(config.seed)
-    if options.init_weights is not None:
-        model = load_restorer(spec, options.init_weights)
-        log.info("starting from %s", options.init_weights)
-    else:
-        model = build_network(
-            spec, load_config(resolve(spec.network_config), config_path, "network")
-        )
+    model = initial_model(spec, options)
     vgg = (
         optional_features(
             "vgg19", VGG_LAYERS, options.vgg_weights, "the paper's VGG-19 term (lambda 0.2)"
@@ -437,15 +416,7 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
             "perceptual_weights": str(options.vgg_weights) if vgg is not None else None,
         },
     }
-    schedule = Schedule(
-        learning_rate=config.learning_rate,
-        steps_per_epoch=options.steps_per_epoch or config.steps_per_epoch,
-        max_epochs=options.max_epochs or config.max_epochs,
-        patience=config.patience,
-        min_delta=config.min_delta,
-        plateau_patience=config.plateau_patience,
-        betas=config.betas,
-    )
+    schedule = schedule_for(config, options)
     return fit_and_ship(
         model,
         spec,

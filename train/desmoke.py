@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from smokeclear.config import load_config, to_mapping
-from smokeclear.nets.loading import build_network, load_restorer
-from smokeclear.registry import RestorerSpec, get_restorer, resolve
+from smokeclear.nets.loading import load_restorer
+from smokeclear.registry import RestorerSpec, get_restorer
 from smokeclear.synthetic.smoke import (
     DENSITY_OPACITY,
     cloud_density,
@@ -38,7 +38,7 @@ from smokeclear.train.data import (
 )
 from smokeclear.train.dcp import dehaze_dcp
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import Batch, FitResult, Schedule, fit_and_ship
+from smokeclear.train.loop import Batch, FitResult, fit_and_ship, initial_model, schedule_for
 from smokeclear.train.options import EvalOptions, TrainOptions
 
 log = logging.getLogger(__name__)
@@ -108,24 +108,10 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
     """Train desmoke and write ``out_dir/desmoke.safetensors`` (FP16, ready to ship)."""
     spec = spec or get_restorer("desmoke")
     config_path = options.config_path or spec.default_config
-    network_config = None
-    if options.init_weights is None:  # else the network comes from the weights file
-        network_config = load_config(resolve(spec.network_config), config_path, "network")
     config = load_config(DesmokeTrainConfig, config_path, section="train")
-    schedule = Schedule(
-        learning_rate=config.learning_rate,
-        steps_per_epoch=options.steps_per_epoch or config.steps_per_epoch,
-        max_epochs=options.max_epochs or config.max_epochs,
-        patience=config.patience,
-        min_delta=config.min_delta,
-        plateau_patience=config.plateau_patience,
-    )
+    schedule = schedule_for(config, options)
     torch.manual_seed(config.seed)
-    if network_config is None:
-        model = load_restorer(spec, options.init_weights)
-        log.info("starting from %s", options.init_weights)
-    else:
-        model = build_network(spec, network_config)
+    model = initial_model(spec, options)
     network_config = model.config
     photos = data.load_clean_folders(list(options.clean_dirs), "train")
     scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)

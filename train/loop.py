@@ -21,9 +21,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from smokeclear.config import load_config
 from smokeclear.errors import UserError
-from smokeclear.nets.loading import read_weights, save_weights
-from smokeclear.registry import RestorerSpec
+from smokeclear.nets.loading import build_network, load_restorer, read_weights, save_weights
+from smokeclear.registry import RestorerSpec, resolve
+from smokeclear.train.options import TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,32 @@ class Schedule:
     plateau_patience: int = 0  # halve the learning rate after this many flat epochs; 0: off
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's
     weight_decay: float = 0.0  # Adam's L2 penalty
+
+
+def schedule_for(config: Any, options: TrainOptions) -> Schedule:
+    """A recipe's schedule: its train config's fields, ``--max-epochs`` and
+    ``--steps-per-epoch`` overriding; Adam's betas and weight decay where the config has them.
+    """
+    return Schedule(
+        learning_rate=config.learning_rate,
+        steps_per_epoch=options.steps_per_epoch or config.steps_per_epoch,
+        max_epochs=options.max_epochs or config.max_epochs,
+        patience=config.patience,
+        min_delta=config.min_delta,
+        plateau_patience=config.plateau_patience,
+        betas=getattr(config, "betas", Schedule.betas),
+        weight_decay=getattr(config, "weight_decay", Schedule.weight_decay),
+    )
+
+
+def initial_model(spec: RestorerSpec, options: TrainOptions) -> nn.Module:
+    """The network to train: ``--init`` weights (with their own config), else a fresh one
+    built from the ``network:`` section of ``--config`` or the restorer's default config."""
+    if options.init_weights is not None:
+        log.info("starting from %s", options.init_weights)
+        return load_restorer(spec, options.init_weights)
+    config_path = options.config_path or spec.default_config
+    return build_network(spec, load_config(resolve(spec.network_config), config_path, "network"))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ Images are ``(B, 3, H, W)`` RGB float in [0, 1] unless a docstring says otherwis
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -116,3 +119,54 @@ def perceptual_l1(
     """Mean over layers of the L1 distance between feature maps."""
     terms = [F.l1_loss(a, b) for a, b in zip(features, target_features, strict=True)]
     return torch.stack(terms).mean()
+
+
+class Adversary:
+    """A discriminator with its own Adam, stepped once per generator batch.
+
+    ``step`` trains the discriminator on the batch (fakes detached); ``judge`` then
+    scores images with the discriminator's weights frozen, so the generator's loss
+    sends gradients to the generator only. The state holds both for ``--resume``.
+    """
+
+    def __init__(
+        self,
+        discriminator: nn.Module,
+        learning_rate: float,
+        betas: tuple[float, float],
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.discriminator = discriminator
+        self.optimizer = torch.optim.Adam(
+            discriminator.parameters(), lr=learning_rate, betas=betas, weight_decay=weight_decay
+        )
+
+    def step(
+        self,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        real: torch.Tensor,
+        fake: torch.Tensor,
+    ) -> None:
+        """One optimizer step on ``loss_fn(D(real), D(fake))``, ``fake`` detached."""
+        loss = loss_fn(self.discriminator(real), self.discriminator(fake.detach()))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def judge(self, images: torch.Tensor) -> torch.Tensor:
+        """``D(images)`` with the discriminator frozen (gradients reach ``images`` only)."""
+        self.discriminator.requires_grad_(False)
+        try:
+            return self.discriminator(images)
+        finally:
+            self.discriminator.requires_grad_(True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optimizer": self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["discriminator_optimizer"])

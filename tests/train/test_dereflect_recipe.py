@@ -106,7 +106,7 @@ def test_objective_steps_the_discriminator_and_clips_the_laplacian_gradient():
     sampler = ReflectionSampler(
         [], dereflect.data.scenes_for("train", 96, 64)[:1], [], DereflectTrainConfig(32)
     )
-    before = [p.clone() for p in objective.discriminator.parameters()]
+    before = [p.clone() for p in objective.adversary.discriminator.parameters()]
     loss = objective(net, sampler.batch(2))
     loss.backward()
     objective.after_backward(net)
@@ -114,13 +114,15 @@ def test_objective_steps_the_discriminator_and_clips_the_laplacian_gradient():
     assert net.step.laplacian.kernel.grad.norm() <= 1e-3 + 1e-9
     assert any(
         not torch.equal(a, b)
-        for a, b in zip(before, objective.discriminator.parameters(), strict=True)
+        for a, b in zip(before, objective.adversary.discriminator.parameters(), strict=True)
     )
     state = objective.state_dict()
     other = DereflectObjective(config, vgg=None)
     other.load_state_dict(state)
     for a, b in zip(
-        other.discriminator.parameters(), objective.discriminator.parameters(), strict=True
+        other.adversary.discriminator.parameters(),
+        objective.adversary.discriminator.parameters(),
+        strict=True,
     ):
         assert torch.equal(a, b)
 
