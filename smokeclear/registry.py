@@ -74,6 +74,20 @@ register(
 )
 
 
+register(
+    RestorerSpec(
+        name="lowlight",
+        summary="brightens dark cavities without colour shift (hybrid net, spatially variant RNN)",
+        paper="lowlight-hybrid-spatial-rnn",
+        network="smokeclear.nets.lowlight:LowlightNet",
+        network_config="smokeclear.nets.lowlight:LowlightConfig",
+        default_config=PACKAGE_DIR / "configs" / "lowlight.yaml",
+        weights=PACKAGE_DIR / "weights" / "lowlight.safetensors",
+        recipe="smokeclear.train.lowlight",
+    )
+)
+
+
 def get_restorer(name: str) -> RestorerSpec:
     """Look up one restorer by name, with a user-facing error for unknown names."""
     try:

@@ -78,6 +78,22 @@ def tiny_dereflect_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_lowlight_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A width-2 lowlight network with random weights."""
+    import torch
+
+    from smokeclear.nets.loading import save_weights
+    from smokeclear.nets.lowlight import LowlightConfig, LowlightNet
+    from smokeclear.registry import get_restorer
+
+    torch.manual_seed(0)
+    net = LowlightNet(LowlightConfig(width=2, edge_width=2, scale_channels=1)).eval()
+    path = tmp_path_factory.mktemp("weights") / "tiny-lowlight.safetensors"
+    save_weights(net, path, get_restorer("lowlight"), {"purpose": "tests"})
+    return path
+
+
 @pytest.fixture
 def fp32_by_op():
     """``by_op(onnx_path) -> {op_type: {kept FP32?, ...}}`` under the FP16 export rule."""

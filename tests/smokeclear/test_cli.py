@@ -59,11 +59,17 @@ def test_live_run_on_the_synthetic_scene_records_and_summarises(tmp_path, capsys
     assert '"captured": 45' in (tmp_path / "report.json").read_text()
 
 
-@pytest.mark.parametrize("chain", ["dereflect", "desmoke,dereflect"])
-def test_dereflect_runs_live_alone_and_after_desmoke(
-    chain, capsys, tiny_weights, tiny_dereflect_weights
+@pytest.mark.parametrize(
+    "chain", ["dereflect", "desmoke,dereflect", "lowlight", "desmoke,lowlight"]
+)
+def test_restorers_run_live_alone_and_after_desmoke(
+    chain, capsys, tiny_weights, tiny_dereflect_weights, tiny_lowlight_weights
 ):
-    weights = {"desmoke": tiny_weights, "dereflect": tiny_dereflect_weights}
+    weights = {
+        "desmoke": tiny_weights,
+        "dereflect": tiny_dereflect_weights,
+        "lowlight": tiny_lowlight_weights,
+    }
     code = main(
         [
             "--display",
@@ -220,7 +226,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(argv, message, tmp_path, capsys,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "CORRUPT").write_bytes(b"\x00" * 64)
     cv2.imwrite(str(tmp_path / "image.png"), np.zeros((8, 8, 3), np.uint8))
-    (tmp_path / "BADCONFIG").write_text("network:\n  widht: 8\n")
+    (tmp_path / "BADCONFIG").write_text("network:\n  widht: 8\ntrain: {}\n")
     code = main([*argv, "--display", "none"] if argv[0].startswith("--") else argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2

@@ -56,3 +56,17 @@ def test_shipped_dereflect_configs_load():
         train.adversarial_weight,
     )
     assert lambdas == (0.4, 0.2, 0.4, 0.01), "the paper's Eq. 15"
+
+
+def test_shipped_lowlight_config_keeps_the_papers_loss_weights_and_data():
+    from smokeclear.config import load_config
+    from smokeclear.nets.lowlight import LowlightConfig
+    from smokeclear.train.lowlight import LowlightTrainConfig
+
+    spec = REGISTRY["lowlight"]
+    network = load_config(LowlightConfig, spec.default_config, "network")
+    assert network.dilation == 2 and network.max_length >= 1920
+    train = load_config(LowlightTrainConfig, spec.default_config, "train")
+    assert (train.perceptual_weight, train.adversarial_weight) == (0.05, 1e-3), "Eq. 7"
+    assert train.gamma_range == (2.0, 4.0) and train.patch_size == 128
+    assert train.weight_decay == 1e-5 and train.betas == (0.9, 0.999)

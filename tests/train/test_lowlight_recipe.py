@@ -1,0 +1,479 @@
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from smokeclear.cli import main
+from smokeclear.errors import UserError
+from smokeclear.nets.loading import read_weights, save_weights, weights_metadata
+from smokeclear.nets.lowlight import LowlightConfig, LowlightNet
+from smokeclear.registry import get_restorer
+from smokeclear.synthetic.lowlight import darken
+from smokeclear.train import evaluation, lowlight
+from smokeclear.train.evaluation import EvalRow
+from smokeclear.train.lowlight import (
+    METRICS,
+    DarkSampler,
+    Discriminator,
+    LowlightObjective,
+    LowlightTrainConfig,
+    clahe,
+    darken_for_training,
+    discriminator_loss,
+    format_table,
+    gamma_inverse,
+    generator_loss,
+    load_real_pairs,
+    perceptual_mse,
+)
+from smokeclear.train.metrics import hsv_mse
+
+# patch_size 128, not 32: the Table I discriminator cannot score patches under 128 px
+# (see test_patches_the_discriminator_cannot_score_are_refused_up_front).
+TINY_CONFIG = """\
+network: {width: 2, edge_width: 2, scale_channels: 1}
+train: {patch_size: 128, batch_size: 2, steps_per_epoch: 2, max_epochs: 1, validation_size: 2,
+        adversarial_weight: 0.001, discriminator_width: 2}
+"""
+
+
+def tiny_net(**overrides) -> LowlightNet:
+    torch.manual_seed(0)
+    settings = {"width": 2, "edge_width": 2, "scale_channels": 1, **overrides}
+    return LowlightNet(LowlightConfig(**settings))
+
+
+def tiny_scenes():
+    return lowlight.data.scenes_for("train", 96, 64)[:1]
+
+
+class ConvFeatures(nn.Module):
+    """A stand-in for VGG features: one conv, its output and its ReLU as two 'layers'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.requires_grad_(False)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        features = self.conv(image)
+        return [features, features.relu()]
+
+
+# --------------------------------------------------------------------------- discriminator
+
+
+def test_discriminator_follows_table_1():
+    discriminator = Discriminator(32)
+    convs = [m for m in discriminator.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 10
+    assert [c.out_channels for c in convs] == [32, 64, 64, 128, 128, 256, 256, 512, 512, 1]
+    assert [(c.kernel_size[0], c.stride[0]) for c in convs] == [(5, 2), (3, 1)] * 4 + [
+        (5, 2),
+        (4, 1),
+    ]
+    assert convs[-1].padding == (0, 0), "the last 4x4 conv is unpadded: one score per 128 px"
+    leaky = [m for m in discriminator.modules() if isinstance(m, nn.LeakyReLU)]
+    assert len(leaky) == 9, "LeakyReLU after every conv but the last"
+    with torch.no_grad():
+        assert discriminator(torch.rand(2, 3, 128, 128)).shape == (2, 1, 1, 1)
+        assert discriminator(torch.rand(1, 3, 256, 256)).shape == (1, 1, 5, 5)
+
+
+def test_discriminator_width_scales_every_channel_count():
+    convs = [m for m in Discriminator(2).modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [2, 4, 4, 8, 8, 16, 16, 32, 32, 1]
+
+
+@pytest.mark.parametrize("patch_size", [32, 64, 96, 144])
+def test_patches_the_discriminator_cannot_score_are_refused_up_front(patch_size):
+    with pytest.raises(ValueError, match="at least 128"):
+        LowlightTrainConfig(patch_size=patch_size, discriminator_width=2)
+    # Without the adversarial term any multiple of 8 trains.
+    config = LowlightTrainConfig(patch_size=patch_size, adversarial_weight=0)
+    batch = (torch.rand(2, 3, patch_size, patch_size), torch.rand(2, 3, patch_size, patch_size))
+    assert torch.isfinite(LowlightObjective(config, vgg=None)(tiny_net(), batch))
+
+
+def test_gan_losses_match_hand_computed_values():
+    zeros = torch.zeros(3, 1, 1, 1)
+    assert discriminator_loss(zeros, zeros).item() == pytest.approx(2 * math.log(2))
+    assert generator_loss(zeros).item() == pytest.approx(math.log(2))
+    real, fake = torch.full((2, 1, 1, 1), 1.0), torch.full((2, 1, 1, 1), -2.0)
+    # -log(sigmoid(1)) - log(1 - sigmoid(-2)) = log(1 + e^-1) + log(1 + e^-2)
+    expected = math.log1p(math.exp(-1)) + math.log1p(math.exp(-2))
+    assert discriminator_loss(real, fake).item() == pytest.approx(expected, rel=1e-6)
+    # -log(sigmoid(-2)) = log(1 + e^2): the generator is punished for an obvious fake
+    assert generator_loss(fake).item() == pytest.approx(math.log1p(math.exp(2)), rel=1e-6)
+    confident = discriminator_loss(torch.full((1,), 20.0), torch.full((1,), -20.0))
+    assert confident.item() < 1e-8, "a discriminator that is right and sure has no loss"
+
+
+def test_perceptual_mse_is_zero_for_identical_images_and_positive_otherwise():
+    features = ConvFeatures()
+    image = torch.rand(2, 3, 16, 16)
+    assert perceptual_mse(features, image, image).item() == 0.0
+    output = (image + 0.1).clamp(0, 1).requires_grad_(True)
+    loss = perceptual_mse(features, output, image)
+    assert loss.item() > 0
+    pairs = zip(features(output), features(image), strict=True)
+    expected = [nn.functional.mse_loss(a, b) for a, b in pairs]
+    assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-6)
+    loss.backward()
+    assert output.grad is not None and output.grad.abs().sum() > 0, "trains the generator"
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def test_objective_steps_the_discriminator_and_adds_its_weighted_term():
+    config = LowlightTrainConfig(adversarial_weight=1e-3, discriminator_width=2)
+    objective = LowlightObjective(config, vgg=None)
+    net = tiny_net()
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(2, 3, 128, 128, generator=generator)
+    dark = clean**3
+    before = [p.clone() for p in objective.adversary.discriminator.parameters()]
+
+    loss = objective(net, (dark, clean))
+
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(before, objective.adversary.discriminator.parameters(), strict=True)
+    ), "the discriminator must take a step"
+    terms = objective.last_terms
+    assert set(terms) == {"mse", "adversarial"}
+    with torch.no_grad():
+        output = net(dark)
+        assert terms["mse"] == pytest.approx(nn.functional.mse_loss(output, clean).item())
+        adversarial = generator_loss(objective.adversary.discriminator(output)).item()
+    assert terms["adversarial"] == pytest.approx(adversarial, rel=1e-5), "after D's step"
+    assert loss.item() == pytest.approx(terms["mse"] + 1e-3 * terms["adversarial"], rel=1e-6)
+
+    discriminator_grads = [p.grad.clone() for p in objective.adversary.discriminator.parameters()]
+    loss.backward()
+    for grad, parameter in zip(
+        discriminator_grads, objective.adversary.discriminator.parameters(), strict=True
+    ):
+        assert torch.equal(grad, parameter.grad), "the generator's loss must not train D"
+    assert net.to_gates.weight.grad is not None
+
+
+def test_objective_adds_the_perceptual_term_with_weight_0_05():
+    config = LowlightTrainConfig(adversarial_weight=0)
+    objective = LowlightObjective(config, vgg=ConvFeatures())
+    clean = torch.rand(1, 3, 32, 32)
+    loss = objective(tiny_net(), (clean**3, clean))
+    terms = objective.last_terms
+    assert set(terms) == {"mse", "perceptual"} and terms["perceptual"] > 0
+    assert loss.item() == pytest.approx(terms["mse"] + 0.05 * terms["perceptual"], rel=1e-6)
+
+
+def test_objective_state_round_trips():
+    config = LowlightTrainConfig(discriminator_width=2)
+    objective = LowlightObjective(config, vgg=None)
+    clean = torch.rand(1, 3, 128, 128)
+    objective(tiny_net(), (clean**3, clean))
+    state = objective.state_dict()
+    assert set(state) == {"discriminator", "discriminator_optimizer"}
+
+    other = LowlightObjective(config, vgg=None)
+    other.load_state_dict(state)
+    for a, b in zip(
+        other.adversary.discriminator.parameters(),
+        objective.adversary.discriminator.parameters(),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    moments = other.adversary.optimizer.state_dict()["state"]
+    assert moments, "the optimizer's moments come back too"
+    assert moments[0]["step"] == objective.adversary.optimizer.state_dict()["state"][0]["step"]
+
+
+def test_without_adversarial_weight_there_is_no_discriminator():
+    objective = LowlightObjective(LowlightTrainConfig(adversarial_weight=0), vgg=None)
+    assert objective.adversary is None
+    assert objective.state_dict() == {}
+    objective.load_state_dict({})
+    clean = torch.rand(1, 3, 32, 32)
+    net = tiny_net()
+    loss = objective(net, (clean**3, clean))
+    assert set(objective.last_terms) == {"mse"}
+    with torch.no_grad():
+        assert loss.item() == pytest.approx(nn.functional.mse_loss(net(clean**3), clean).item())
+
+
+# --------------------------------------------------------------------------- data
+
+
+def clean_patch(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.2, 0.9, (32, 32, 3)).astype(np.float32)
+
+
+def estimated_gamma(dark: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    return np.log(dark.astype(np.float64)) / np.log(clean.astype(np.float64))
+
+
+def test_identity_darkening_keeps_the_patch_up_to_the_noise():
+    clean = clean_patch()
+    config = LowlightTrainConfig(identity_fraction=1.0, local_fraction=0.0, noise_max=0.0)
+    rng = np.random.default_rng(0)
+    np.testing.assert_allclose(darken_for_training(clean, config, rng), clean, atol=1e-6)
+    noisy = LowlightTrainConfig(identity_fraction=1.0, local_fraction=0.0, noise_max=0.02)
+    for seed in range(5):
+        residual = darken_for_training(clean, noisy, np.random.default_rng(seed)) - clean
+        assert abs(residual.mean()) < 3e-3 and residual.std() <= 0.021
+
+
+def test_local_darkening_varies_across_the_patch():
+    clean = clean_patch()
+    config = LowlightTrainConfig(
+        identity_fraction=0.0, local_fraction=1.0, noise_max=0.0, gamma_range=(3.0, 3.5)
+    )
+    for seed in range(5):
+        gamma = estimated_gamma(
+            darken_for_training(clean, config, np.random.default_rng(seed)), clean
+        )
+        assert gamma.min() >= 1.0 - 1e-4 and gamma.max() <= 3.5 + 1e-4
+        assert gamma.max() - gamma.min() > 0.5, "a gamma field, not one gamma"
+
+
+def test_global_darkening_is_one_gamma_in_the_configured_range():
+    clean = clean_patch()
+    config = LowlightTrainConfig(
+        identity_fraction=0.0, local_fraction=0.0, noise_max=0.0, gamma_range=(2.5, 3.0)
+    )
+    gammas = []
+    for seed in range(20):
+        gamma = estimated_gamma(
+            darken_for_training(clean, config, np.random.default_rng(seed)), clean
+        )
+        assert gamma.max() - gamma.min() < 1e-3, "one gamma for the whole patch"
+        gammas.append(float(gamma.mean()))
+    assert min(gammas) >= 2.5 - 1e-4 and max(gammas) <= 3.0 + 1e-4, gammas
+    assert max(gammas) - min(gammas) > 0.2, f"gamma should be drawn from the range: {gammas}"
+
+
+def test_sampler_batches_are_in_range_deterministic_and_darker():
+    config = LowlightTrainConfig(patch_size=32, adversarial_weight=0)
+    scenes = tiny_scenes()
+
+    def draw(seed):
+        return DarkSampler([], scenes, [], config, np.random.default_rng(seed)).batch(6)
+
+    dark, clean = draw(5)
+    assert dark.shape == clean.shape == (6, 3, 32, 32)
+    assert dark.dtype == clean.dtype == torch.float32
+    for batch in (dark, clean):
+        assert batch.min() >= 0 and batch.max() <= 1
+    first, second = draw(5), draw(5)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert not torch.equal(draw(6)[0], dark)
+    assert dark.mean() < clean.mean() * 0.8, "darkened on average"
+
+
+def test_sampler_takes_real_pairs_when_real_fraction_is_one():
+    low = np.full((40, 48, 3), 0.1, np.float32)
+    high = np.full((40, 48, 3), 0.8, np.float32)
+    config = LowlightTrainConfig(patch_size=32, adversarial_weight=0, real_fraction=1.0)
+    sampler = DarkSampler([], tiny_scenes(), [(low, high)], config, np.random.default_rng(0))
+    dark, clean = sampler.batch(3)
+    assert dark.shape == (3, 3, 32, 32)
+    assert torch.equal(dark, torch.full_like(dark, 0.1)), "the low image is the input"
+    assert torch.equal(clean, torch.full_like(clean, 0.8)), "the high image is the target"
+    never = LowlightTrainConfig(patch_size=32, adversarial_weight=0, real_fraction=0.0)
+    sampler = DarkSampler([], tiny_scenes(), [(low, high)], never, np.random.default_rng(0))
+    assert not torch.equal(sampler.batch(2)[1], torch.full((2, 3, 32, 32), 0.8))
+
+
+def test_sampler_takes_photos_when_scene_fraction_is_zero():
+    photo = np.full((48, 48, 3), 0.6, np.float32)
+    config = LowlightTrainConfig(patch_size=32, adversarial_weight=0, scene_fraction=0.0)
+    _, clean = DarkSampler([photo], tiny_scenes(), [], config, np.random.default_rng(0)).batch(2)
+    assert torch.equal(clean, torch.full_like(clean, 0.6))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"patch_size": 44, "adversarial_weight": 0},
+        {"patch_size": 0, "adversarial_weight": 0},
+        {"gamma_range": (0.5, 2.0)},
+        {"gamma_range": (3.0, 2.0)},
+        {"local_fraction": 0.6, "identity_fraction": 0.5},
+    ],
+)
+def test_bad_train_config_is_refused(overrides):
+    with pytest.raises(ValueError):
+        LowlightTrainConfig(**overrides)
+
+
+def write_lol(root: Path, folders=("low", "high"), names=("a.png", "b.png"), size=(40, 32)) -> Path:
+    rng = np.random.default_rng(0)
+    for folder in folders:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+            if folder == folders[0]:
+                image //= 8  # the dark one
+            cv2.imwrite(str(root / folder / name), image)
+    return root
+
+
+def test_real_pairs_load_from_the_lol_layout(tmp_path):
+    pairs = load_real_pairs(write_lol(tmp_path / "lol"))
+    assert [name for name, _, _ in pairs] == ["a.png", "b.png"]
+    name, low, high = pairs[0]
+    assert low.shape == high.shape == (32, 40, 3) and low.dtype == np.float32
+    assert low.mean() < high.mean(), "(name, low, high): the low image comes first"
+    expected = cv2.cvtColor(cv2.imread(str(tmp_path / "lol" / "low" / name)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_allclose(low, expected / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("folders", [("input", "gt"), ("dark", "normal"), ("low", "target")])
+def test_real_pairs_accept_the_alternative_folder_names(tmp_path, folders):
+    assert len(load_real_pairs(write_lol(tmp_path / "pairs", folders))) == 2
+
+
+def test_bad_real_pair_folders_say_what_is_wrong(tmp_path):
+    with pytest.raises(UserError, match="is not a folder"):
+        load_real_pairs(tmp_path / "missing")
+    (tmp_path / "half" / "low").mkdir(parents=True)
+    with pytest.raises(UserError, match="no high/ folder"):
+        load_real_pairs(tmp_path / "half")
+    write_lol(tmp_path / "other", names=("a.png",))
+    (tmp_path / "other" / "high" / "a.png").rename(tmp_path / "other" / "high" / "z.png")
+    with pytest.raises(UserError, match="no matching file names"):
+        load_real_pairs(tmp_path / "other")
+    write_lol(tmp_path / "sizes", names=("a.png",))
+    cv2.imwrite(str(tmp_path / "sizes" / "high" / "a.png"), np.zeros((24, 40, 3), np.uint8))
+    with pytest.raises(UserError, match="differ in size"):
+        load_real_pairs(tmp_path / "sizes")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_gamma_inverse_undoes_the_protocols_darkening(rng):
+    clean = rng.random((32, 32, 3), dtype=np.float32)
+    restored = gamma_inverse(darken(clean, 3.0, 0.0, rng))
+    assert restored.shape == clean.shape
+    np.testing.assert_allclose(restored, clean, atol=1e-4)
+    np.testing.assert_allclose(gamma_inverse(clean**2, gamma=2.0), clean, atol=1e-4)
+
+
+def test_clahe_raises_the_contrast_of_a_dark_flat_image():
+    ys, xs = np.mgrid[0:64, 0:64].astype(np.float32)
+    dark = 0.08 + 0.03 * np.sin(xs / 5.0)[..., None] * np.cos(ys / 7.0)[..., None]
+    dark = np.repeat(dark, 3, axis=2).astype(np.float32)
+    equalised = clahe(dark)
+    assert equalised.shape == dark.shape and equalised.dtype == np.float32
+    assert equalised.min() >= 0 and equalised.max() <= 1
+    assert equalised.std() > 1.5 * dark.std(), f"{dark.std():.4f} -> {equalised.std():.4f}"
+
+
+def test_metrics_are_psnr_ssim_and_the_hsv_errors(rng):
+    assert set(METRICS) == {"psnr", "ssim", "mse_hsv", "mse_h", "mse_s", "mse_v"}
+    reference = rng.random((16, 16, 3)).astype(np.float32)
+    test = np.clip(reference + 0.1 * rng.standard_normal(reference.shape), 0, 1)
+    errors = hsv_mse(reference, test)
+    for channel in ("hsv", "h", "s", "v"):
+        assert METRICS[f"mse_{channel}"](reference, test) == pytest.approx(errors[channel]), (
+            f"mse_{channel} must score its own channel"
+        )
+    assert len({METRICS[f"mse_{c}"](reference, test) for c in ("hsv", "h", "s", "v")}) == 4
+
+
+def test_format_table_has_a_block_per_set_and_a_row_per_method(rng):
+    clean = [rng.uniform(0.2, 0.9, (32, 32, 3)).astype(np.float32) for _ in range(2)]
+    cases = [(c, darken(c, 3.0, 0.01, rng)) for c in clean]
+    methods = {"input": lambda dark: dark, "gamma inverse": gamma_inverse}
+    rows = [
+        evaluation.score("paper protocol", cases, methods, METRICS),
+        EvalRow("by hand", 1, {m: {k: (1.0, 0.5) for k in METRICS} for m in methods}),
+    ]
+    assert set(rows[0].scores["input"]) == set(METRICS)
+    assert rows[0].scores["gamma inverse"]["psnr"][0] > rows[0].scores["input"]["psnr"][0]
+    table = format_table(rows)
+    lines = table.splitlines()
+    assert "paper protocol (2 images)" in lines and "by hand (1 images)" in lines
+    headers = [line for line in lines if line.startswith("| method |")]
+    assert len(headers) == 2, "one table per data set"
+    for title in ("PSNR (dB)", "SSIM", "mse_hsv", "mse_h", "mse_s", "mse_v"):
+        assert title in headers[0]
+    assert sum(line.startswith("| input |") for line in lines) == 2
+    assert sum(line.startswith("| gamma inverse |") for line in lines) == 2
+    assert "| input | 1.00 ± 0.50 | 1.000 ± 0.500 | 1 ± 0.5 |" in table
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_train_writes_fp16_weights_that_record_the_perceptual_loss_is_off(tmp_path, caplog):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    pairs = write_lol(tmp_path / "lol", size=(48, 48))
+    code = main(
+        [
+            "train",
+            "lowlight",
+            "--out",
+            str(tmp_path / "run"),
+            "--config",
+            str(config),
+            "--pairs-dir",
+            str(pairs),
+        ]
+    )
+    assert code == 0
+    assert "PERCEPTUAL LOSS OFF" in caplog.text
+    weights = tmp_path / "run" / "lowlight.safetensors"
+    tensors, _ = read_weights(weights)
+    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+    metadata = weights_metadata(weights)
+    assert metadata["loss"]["perceptual"] == "off"
+    assert metadata["data_recipe"]["real_pairs"] == 2, "the LOL folder was read"
+    assert metadata["network_config"]["width"] == 2
+    assert metadata["network_config"]["edge_width"] == 2
+    assert metadata["train_config"]["adversarial_weight"] == 0.001
+
+
+def test_eval_scores_input_baselines_and_model_on_every_set(tmp_path, capsys):
+    net = tiny_net().eval()
+    weights = tmp_path / "w.safetensors"
+    save_weights(net, weights, get_restorer("lowlight"), {})
+    pairs = write_lol(tmp_path / "lol")
+    code = main(
+        [
+            "eval",
+            "lowlight",
+            "--weights",
+            str(weights),
+            "--frames-per-scene",
+            "1",
+            "--pairs-dir",
+            str(pairs),
+            "--json",
+            str(tmp_path / "eval.json"),
+        ]
+    )
+    table = capsys.readouterr().out
+    assert code == 0
+    for text in ("paper protocol", "dark cavities", "real pairs: lol"):
+        assert text in table
+    for method in ("| input |", "| gamma inverse |", "| CLAHE |", "| lowlight |"):
+        assert table.count(method) == 3, f"{method} in each of the 3 sets"
+    rows = json.loads((tmp_path / "eval.json").read_text())
+    assert [row["images"] for row in rows] == [4, 4, 2], "4 test scenes x 1 frame; 2 pairs"
+    for row in rows:
+        assert set(row["scores"]) == {"input", "gamma inverse", "CLAHE", "lowlight"}
+        for scores in row["scores"].values():
+            assert set(scores) == {"psnr", "ssim", "mse_hsv", "mse_h", "mse_s", "mse_v"}
+    protocol = rows[0]["scores"]
+    assert protocol["gamma inverse"]["psnr"][0] > protocol["input"]["psnr"][0]

@@ -1,0 +1,478 @@
+"""lowlight recipe: gamma-darkened frames, the paper's three losses and its evaluation.
+
+Data (paper Sec. IV-A, adapted to the OR):
+
+- clean frames (synthetic scene frames of the training seeds, and the training
+  split of any clean-photo folders given by path), randomly cropped, flipped and
+  rotated by multiples of 90 degrees, then darkened
+  (:mod:`smokeclear.synthetic.lowlight`):
+
+  - by the paper's global gamma in (2, 4),
+  - or by a per-pixel gamma field (a lit spot near the scope, a dark far field;
+    ours, ``local_fraction`` of the patches),
+  - or not at all (``identity_fraction``: a well-lit frame must come out as it
+    went in, so the restorer can stay on in a chain);
+
+  plus Gaussian noise with a standard deviation drawn up to ``noise_max``;
+- real pairs by path in the LOL layout (``low/`` + ``high/``, matched by file
+  name; ``input``/``dark`` and ``normal``/``gt``/``target`` are also accepted).
+
+Loss (paper Eq. 7): ``L_mse + 0.05 L_per + 1e-3 L_adv``. ``L_per`` is the mean
+squared difference of VGG-16 ``relu2_2`` features (Eq. 5; the layer Johnson et
+al., the paper's [53], use for restoration) and needs a local weights file;
+without one it is off, which is logged as a warning and recorded in the weights.
+``L_adv`` trains the paper's Table I discriminator (ten convs with LeakyReLU,
+a sigmoid) with the standard GAN loss of Eq. 6; the generator minimises
+``-log D(G(L))``.
+
+Evaluation: the paper's synthetic protocol (gamma 3 + 1 % Gaussian noise) on
+held-out frames, the same noise over dark cavities (a gamma field up to 3), and
+any real pairs; PSNR, SSIM and the colour-constancy MSE in HSV of its Table III,
+against the gamma inverse (``x ** (1/3)``, which knows the protocol's gamma) and
+CLAHE on the lightness channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smokeclear.config import load_config, to_mapping
+from smokeclear.nets.loading import load_restorer
+from smokeclear.registry import RestorerSpec, get_restorer
+from smokeclear.synthetic.lowlight import (
+    EVAL_GAMMA,
+    EVAL_NOISE_SIGMA,
+    darken,
+    gamma_field,
+)
+from smokeclear.train import data, evaluation, options
+from smokeclear.train.data import SCENE_EVAL_SIZE, SCENE_TRAIN_SIZE, VALIDATION_SEED
+from smokeclear.train.evaluation import EvalRow
+from smokeclear.train.loop import FitResult, fit_and_ship, initial_model, schedule_for
+from smokeclear.train.losses import Adversary
+from smokeclear.train.metrics import hsv_mse, psnr, ssim
+from smokeclear.train.vgg import optional_features
+
+log = logging.getLogger(__name__)
+
+#: Perceptual loss layer of VGG-16 (Eq. 5).
+VGG_LAYERS = ("relu2_2",)
+#: Real pair folder names (LOL layout first).
+LOW_NAMES = ("low", "input", "dark")
+HIGH_NAMES = ("high", "normal", "gt", "target")
+#: Table I: output channels of the discriminator's convs in multiples of the first's (32).
+DISCRIMINATOR_CHANNELS = (1, 2, 2, 4, 4, 8, 8, 16, 16)
+#: CLAHE baseline settings (OpenCV defaults for the clip limit, 8x8 tiles).
+CLAHE_CLIP_LIMIT = 2.0
+CLAHE_TILES = (8, 8)
+
+
+@dataclass(frozen=True)
+class LowlightTrainConfig:
+    patch_size: int = 128  # paper: 128 (the Table I discriminator's input)
+    batch_size: int = 10  # paper: 10
+    learning_rate: float = 1e-4  # paper: 1e-4, halved every 8000 iterations
+    betas: tuple[float, float] = (0.9, 0.999)  # paper: Adam defaults
+    weight_decay: float = 1e-5  # paper: 1e-5
+    steps_per_epoch: int = 200
+    max_epochs: int = 100  # paper: 20000 iterations
+    patience: int = 8
+    min_delta: float = 1e-4
+    plateau_patience: int = 0
+    perceptual_weight: float = 0.05  # paper: lambda_p
+    adversarial_weight: float = 1e-3  # paper: lambda_a
+    discriminator_width: int = 32  # paper (Table I): 32, doubling to 512
+    gamma_range: tuple[float, float] = (2.0, 4.0)  # paper: gamma in (2, 4)
+    noise_max: float = 0.02  # noise standard deviation drawn from U(0, noise_max)
+    local_fraction: float = 0.2  # patches darkened by a gamma field (ours)
+    identity_fraction: float = 0.1  # patches left at their exposure (ours)
+    scene_fraction: float = 0.5  # share of patches from the synthetic scene (rest: photos)
+    real_fraction: float = 0.3  # share of batches from real pairs, when given
+    validation_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 8 or self.patch_size % 8:
+            raise ValueError(f"patch_size must be a multiple of 8, got {self.patch_size}")
+        if self.adversarial_weight > 0 and (self.patch_size < 128 or self.patch_size % 32):
+            raise ValueError(
+                "with the adversarial loss on, patch_size must be a multiple of 32 and at "
+                "least 128 (the Table I discriminator: five stride-2 convs, then a 4x4 "
+                f"conv); got {self.patch_size}"
+            )
+        low, high = self.gamma_range
+        if not 1.0 <= low <= high:
+            raise ValueError(f"gamma_range must satisfy 1 <= low <= high, got {self.gamma_range}")
+        if self.local_fraction + self.identity_fraction > 1:
+            raise ValueError("local_fraction + identity_fraction must be <= 1")
+
+
+@dataclass(frozen=True)
+class TrainOptions(options.TrainOptions):
+    pairs_dirs: tuple[Path, ...] = ()  # real pairs: low/ + high/ (LOL layout)
+    vgg_weights: Path | None = None  # torchvision VGG-16 state dict for L_per
+
+
+@dataclass(frozen=True)
+class EvalOptions(options.EvalOptions):
+    pairs_dirs: tuple[Path, ...] = ()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_real_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, low, high)`` for every file name in both folders of ``root`` (LOL layout)."""
+    return data.load_pairs(root, LOW_NAMES, HIGH_NAMES)
+
+
+def darken_for_training(
+    clean: np.ndarray, config: LowlightTrainConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """One training darkening of ``clean``: global gamma, gamma field or none, plus noise."""
+    draw = rng.random()
+    if draw < config.identity_fraction:
+        gamma: float | np.ndarray = 1.0
+    elif draw < config.identity_fraction + config.local_fraction:
+        height, width = clean.shape[:2]
+        gamma = gamma_field(height, width, float(rng.uniform(*config.gamma_range)), rng)
+    else:
+        gamma = float(rng.uniform(*config.gamma_range))
+    return darken(clean, gamma, float(rng.uniform(0.0, config.noise_max)), rng)
+
+
+@dataclass
+class DarkSampler:
+    """Draws ``(dark, clean)`` training batches; deterministic for a given generator."""
+
+    photos: list[np.ndarray]
+    scenes: list[Any]
+    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    config: LowlightTrainConfig
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    def clean_patch(self) -> np.ndarray:
+        rng = self.rng
+        if not self.photos or rng.random() < self.config.scene_fraction:
+            scene = self.scenes[int(rng.integers(len(self.scenes)))]
+            image = data.bgr8_to_rgb(scene.render(int(rng.integers(0, 20 * 60 * 30))).clean)
+        else:
+            image = self.photos[int(rng.integers(len(self.photos)))]
+        (patch,) = data.random_crop((image,), self.config.patch_size, self.rng)
+        return np.ascontiguousarray(patch)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
+        if self.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = [
+                data.random_crop(
+                    self.real_pairs[int(self.rng.integers(len(self.real_pairs)))],
+                    self.config.patch_size,
+                    self.rng,
+                )
+                for _ in range(size)
+            ]
+        else:
+            cleans = [self.clean_patch() for _ in range(size)]
+            pairs = [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
+        turns = self.rng.integers(0, 4, size)
+        flips = self.rng.random(size) < 0.5
+        oriented = [
+            [_orient(image, turn, flip) for image in pair]
+            for pair, turn, flip in zip(pairs, turns, flips, strict=True)
+        ]
+        return _stack([pair[0] for pair in oriented]), _stack([pair[1] for pair in oriented])
+
+
+def _orient(image: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    image = np.rot90(image, int(turns))
+    return image[:, ::-1] if flip else image
+
+
+def _stack(images: list[np.ndarray]) -> torch.Tensor:
+    array = np.stack(images).transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------- loss
+
+
+class Discriminator(nn.Module):
+    """The paper's Table I: ten convs with LeakyReLU, five of them 5x5 stride 2, a sigmoid.
+
+    The last conv is 4x4 without padding: a 128 px input gives one score, larger
+    inputs a grid of scores. Returns logits; the sigmoid is in the loss
+    (``binary_cross_entropy_with_logits``, the same function, numerically safe).
+
+    Shape:
+        ``(B, 3, H, W)`` RGB in [0, 1], H and W multiples of 32, at least 128 ->
+        ``(B, 1, H/32 - 3, W/32 - 3)``.
+    """
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for index, multiple in enumerate(DISCRIMINATOR_CHANNELS):
+            out_channels = width * multiple
+            strided = index % 2 == 0  # Conv k-1: 5x5 stride 2; Conv k-2: 3x3 stride 1
+            kernel, stride = (5, 2) if strided else (3, 1)
+            layers += [
+                nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            in_channels = out_channels
+        layers.append(nn.Conv2d(in_channels, 1, 4))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.body(image * 2.0 - 1.0)
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 6 for D: ``-log D(I) - log(1 - D(G(L)))``, from logits."""
+    return F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits)
+    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Eq. 6 for G in its non-saturating form (Goodfellow et al.): ``-log D(G(L))``."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def perceptual_mse(vgg: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 5: ``||phi(G(R)) - phi(I)||^2 / (C H W)``, averaged over layers and the batch."""
+    with torch.no_grad():
+        target_features = vgg(target)
+    terms = [F.mse_loss(a, b) for a, b in zip(vgg(output), target_features, strict=True)]
+    return torch.stack(terms).mean()
+
+
+class LowlightObjective:
+    """The paper's Eq. 7 with its own discriminator and optimizer.
+
+    Args:
+        vgg: frozen VGG-16 features at :data:`VGG_LAYERS`; None turns ``L_per`` off.
+    """
+
+    def __init__(self, config: LowlightTrainConfig, vgg: nn.Module | None) -> None:
+        self.config = config
+        self.vgg = vgg
+        self.adversary: Adversary | None = None
+        if config.adversarial_weight > 0:
+            self.adversary = Adversary(
+                Discriminator(config.discriminator_width),
+                config.learning_rate,
+                config.betas,
+                config.weight_decay,
+            )
+        self.last_terms: dict[str, float] = {}
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        dark, clean = batch
+        output = model(dark)
+        terms = {"mse": F.mse_loss(output, clean)}
+        if self.vgg is not None:
+            terms["perceptual"] = perceptual_mse(self.vgg, output, clean)
+        if self.adversary is not None:
+            terms["adversarial"] = self._adversarial(output, clean)
+        self.last_terms = {name: float(value.detach()) for name, value in terms.items()}
+        weights = {
+            "mse": 1.0,
+            "perceptual": self.config.perceptual_weight,
+            "adversarial": self.config.adversarial_weight,
+        }
+        return sum(weights[name] * value for name, value in terms.items())
+
+    def _adversarial(self, output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """Step the discriminator on this batch, then return the generator's loss."""
+        assert self.adversary is not None
+        self.adversary.step(discriminator_loss, clean, output)
+        return generator_loss(self.adversary.judge(output))
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Nothing to clip: the paper trains with plain Adam."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.adversary.state_dict() if self.adversary is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
+    """Train lowlight and write ``out_dir/lowlight.safetensors`` (FP16, ready to ship)."""
+    spec = spec or get_restorer("lowlight")
+    config_path = options.config_path or spec.default_config
+    config = load_config(LowlightTrainConfig, config_path, section="train")
+    torch.manual_seed(config.seed)
+    model = initial_model(spec, options)
+    vgg = (
+        optional_features(
+            "vgg16", VGG_LAYERS, options.vgg_weights, "the paper's VGG-16 term (lambda_p 0.05)"
+        )
+        if config.perceptual_weight > 0
+        else None
+    )
+    photos = data.load_clean_folders(list(options.clean_dirs), "train")
+    scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
+    real_pairs = [
+        (low, high) for folder in options.pairs_dirs for _, low, high in load_real_pairs(folder)
+    ]
+    validation = _validation_set(config, list(options.clean_dirs))
+    log.info(
+        "training lowlight (width %d, edge width %d, %d RNN channels): %d clean photos + "
+        "%d scenes, %d real pairs, %d validation pairs, %d px patches, batch %d",
+        model.config.width,
+        model.config.edge_width,
+        model.config.rnn_channels,
+        len(photos),
+        len(scenes),
+        len(real_pairs),
+        len(validation[0]),
+        config.patch_size,
+        config.batch_size,
+    )
+
+    def batches_for_epoch(epoch: int) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+        sampler = DarkSampler(
+            photos, scenes, real_pairs, config, np.random.default_rng([config.seed, epoch])
+        )
+        return lambda: sampler.batch(config.batch_size)
+
+    metadata = {
+        "train_config": to_mapping(config),
+        "data_recipe": {
+            "darkening": f"clean ** gamma, gamma U{tuple(config.gamma_range)} (paper); "
+            f"{config.local_fraction:.0%} a per-pixel gamma field (lit spot, dark far field); "
+            f"{config.identity_fraction:.0%} left as they are; Gaussian noise sigma "
+            f"U(0, {config.noise_max})",
+            "augmentation": "random crops, flips, 90-degree rotations",
+            "scene_seeds": list(data.SCENE_SEEDS["train"]),
+            "clean_dirs": [str(p) for p in options.clean_dirs],
+            "clean_photos": len(photos),
+            "real_pairs_dirs": [str(p) for p in options.pairs_dirs],
+            "real_pairs": len(real_pairs),
+            "init_weights": str(options.init_weights) if options.init_weights else None,
+            "split": "sha1(file name) % 10: 0-1 test, 2 validation, 3-9 train",
+        },
+        "loss": {
+            "terms": "mse + 0.05 perceptual + 1e-3 adversarial (Eq. 7)",
+            "perceptual": "VGG-16 " + ",".join(VGG_LAYERS) if vgg is not None else "off",
+            "perceptual_weights": str(options.vgg_weights) if vgg is not None else None,
+            "discriminator": f"Table I, first width {config.discriminator_width} (paper: 32)",
+        },
+    }
+    schedule = schedule_for(config, options)
+    return fit_and_ship(
+        model,
+        spec,
+        batches_for_epoch=batches_for_epoch,
+        validation=validation,
+        objective=LowlightObjective(config, vgg),
+        schedule=schedule,
+        out_dir=options.out_dir,
+        metadata=metadata,
+        resume=options.resume,
+        progress=options.progress,
+    )
+
+
+def _validation_set(
+    config: LowlightTrainConfig, clean_dirs: list[Path]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    sampler = DarkSampler(
+        data.load_clean_folders(clean_dirs, "val"),
+        data.scenes_for("val", *SCENE_TRAIN_SIZE),
+        [],
+        config,
+        np.random.default_rng(VALIDATION_SEED),
+    )
+    return sampler.batch(config.validation_size)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def gamma_inverse(dark: np.ndarray, gamma: float = EVAL_GAMMA) -> np.ndarray:
+    """Baseline: undo the protocol's gamma, ``dark ** (1 / gamma)`` (knows gamma; no denoising)."""
+    return np.clip(dark, 0.0, 1.0) ** (1.0 / gamma)
+
+
+def clahe(dark: np.ndarray) -> np.ndarray:
+    """Baseline: CLAHE on the L channel of CIELAB (OpenCV, clip limit 2, 8x8 tiles)."""
+    pixels = np.round(np.clip(dark, 0.0, 1.0) * 255).astype(np.uint8)
+    lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB)
+    equaliser = cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=CLAHE_TILES)
+    lab[..., 0] = equaliser.apply(lab[..., 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB).astype(np.float32) / 255.0
+
+
+#: Eval metrics: PSNR, SSIM and the paper's Table III colour errors.
+METRICS: dict[str, evaluation.Metric] = {
+    "psnr": psnr,
+    "ssim": ssim,
+    **{
+        f"mse_{channel}": (lambda clean, output, c=channel: hsv_mse(clean, output)[c])
+        for channel in ("hsv", "h", "s", "v")
+    },
+}
+
+
+def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
+    """The paper's protocol and dark cavities on held-out frames, and any real pairs."""
+    spec = spec or get_restorer("lowlight")
+    methods = {
+        "input": lambda dark: dark,
+        "gamma inverse": gamma_inverse,
+        "CLAHE": clahe,
+        "lowlight": evaluation.network_method(load_restorer(spec, options.weights)),
+    }
+    scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
+    cleans = [
+        data.bgr8_to_rgb(scene.render(97 * k + 13).clean)
+        for scene in scenes
+        for k in range(options.frames_per_scene)
+    ]
+    for folder in options.clean_dirs:
+        cleans += [
+            data.read_rgb(path)
+            for path in data.image_files(folder)
+            if data.split_of(path.name) == "test"
+        ]
+    protocol, cavities = [], []
+    for index, clean in enumerate(cleans):
+        rng = np.random.default_rng([17, index])
+        protocol.append((clean, darken(clean, EVAL_GAMMA, EVAL_NOISE_SIGMA, rng)))
+        field = gamma_field(*clean.shape[:2], EVAL_GAMMA, rng)
+        cavities.append((clean, darken(clean, field, EVAL_NOISE_SIGMA, rng)))
+    noise = f"{EVAL_NOISE_SIGMA:.0%} noise"
+    sets = [
+        (f"paper protocol: gamma {EVAL_GAMMA:g} + {noise}", protocol),
+        (f"dark cavities: gamma field up to {EVAL_GAMMA:g} + {noise}", cavities),
+    ]
+    for folder in options.pairs_dirs:
+        pairs = [(high, low) for _, low, high in load_real_pairs(folder)]
+        sets.append((f"real pairs: {folder.name}", pairs))
+    return evaluation.evaluate_sets(
+        sets, methods, options.json_path, options.examples_path, metrics=METRICS
+    )
+
+
+def format_table(rows: list[EvalRow]) -> str:
+    return evaluation.format_method_table(rows)
