@@ -13,6 +13,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import torch
 
 from smokeclear.errors import UserError
 from smokeclear.synthetic.scene import LaparoscopicScene
@@ -151,3 +152,16 @@ def load_pairs(
             "Name each degraded image like its clean image.",
         )
     return pairs
+
+
+def random_pair_crops(
+    pairs: list[tuple[np.ndarray, np.ndarray]], size: int, count: int, rng: np.random.Generator
+) -> list[tuple[np.ndarray, ...]]:
+    """``count`` aligned ``size x size`` crops, each from a pair drawn at random."""
+    return [random_crop(pairs[int(rng.integers(len(pairs)))], size, rng) for _ in range(count)]
+
+
+def to_batch(images: list[np.ndarray]) -> torch.Tensor:
+    """``(H, W, 3)`` images -> one ``(B, 3, H, W)`` float32 tensor."""
+    array = np.stack(images).transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

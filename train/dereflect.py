@@ -180,14 +180,7 @@ class ReflectionSampler:
 
     def batch(self, size: int) -> ReflectionBatch:
         if self.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = [
-                data.random_crop(
-                    self.real_pairs[int(self.rng.integers(len(self.real_pairs)))],
-                    self.config.patch_size,
-                    self.rng,
-                )
-                for _ in range(size)
-            ]
+            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
             blended, transmission = (_stack([p[k] for p in pairs]) for k in (0, 1))
             return ReflectionBatch(blended, transmission, None, None)
         triples = [self.synthetic() for _ in range(size)]
@@ -201,10 +194,11 @@ class ReflectionSampler:
 
 def _stack(images: list[np.ndarray], flips: np.ndarray | None = None) -> torch.Tensor:
     """``(H, W, 3)`` images -> ``(B, 3, H, W)`` float32, mirrored where ``flips``."""
-    array = np.stack(images).transpose(0, 3, 1, 2)
+    batch = data.to_batch(images)
     if flips is not None:
-        array[flips] = array[flips][..., ::-1]
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        mask = torch.from_numpy(flips)
+        batch[mask] = batch[mask].flip(-1)
+    return batch
 
 
 # --------------------------------------------------------------------------- loss

@@ -174,14 +174,7 @@ class DarkSampler:
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
         if self.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = [
-                data.random_crop(
-                    self.real_pairs[int(self.rng.integers(len(self.real_pairs)))],
-                    self.config.patch_size,
-                    self.rng,
-                )
-                for _ in range(size)
-            ]
+            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
         else:
             cleans = [self.clean_patch() for _ in range(size)]
             pairs = [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
@@ -191,17 +184,14 @@ class DarkSampler:
             [_orient(image, turn, flip) for image in pair]
             for pair, turn, flip in zip(pairs, turns, flips, strict=True)
         ]
-        return _stack([pair[0] for pair in oriented]), _stack([pair[1] for pair in oriented])
+        return data.to_batch([pair[0] for pair in oriented]), data.to_batch(
+            [pair[1] for pair in oriented]
+        )
 
 
 def _orient(image: np.ndarray, turns: int, flip: bool) -> np.ndarray:
     image = np.rot90(image, int(turns))
     return image[:, ::-1] if flip else image
-
-
-def _stack(images: list[np.ndarray]) -> torch.Tensor:
-    array = np.stack(images).transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 # --------------------------------------------------------------------------- loss
