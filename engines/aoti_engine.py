@@ -6,6 +6,11 @@ generated kernels: Triton on a GPU, C++ on the CPU. The package is cached on
 disk (see :func:`smokeclear.runtime.aoti_package`), so only the first start on a
 machine pays for the compile (minutes); later starts load it in about a second.
 Frames go in and out exactly as with the torch backend, CUDA graphs included.
+
+A detail stage's gain is compiled into the package as a constant (the package
+exposes no handle to it: ``load_constants`` does not list it), so this engine
+cannot change it live: :meth:`AotiEngine.set_detail_gain` says so and returns
+False, and the runtime keys cached packages by the gain as well.
 """
 
 from __future__ import annotations
@@ -38,6 +43,19 @@ class AotiEngine(TorchEngine):
         super().__init__(build_module, device=device, half=half, cuda_graphs=cuda_graphs)
         self.package_for = package_for
         self.name = self.name.replace("torch-", "aoti-", 1)
+        self._told_gain_is_fixed = False
+
+    def set_detail_gain(self, gain: float) -> bool:
+        if self._detail_stages and not self._told_gain_is_fixed:
+            self._told_gain_is_fixed = True
+            compiled = float(self._detail_stages[0].detail_gain[0])
+            log.warning(
+                "%s cannot change the detail gain live (AOTInductor compiles it in): it "
+                "stays x%g; use --backend torch to change it while running",
+                self.name,
+                compiled,
+            )
+        return False
 
     def prepare(
         self, module: nn.Module, height: int, width: int

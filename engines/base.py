@@ -6,7 +6,8 @@ and W' padded (edge replicate) up to the network's input multiple; the output is
 cropped back and clamped on the way out.
 
 Lifecycle (Holoscan's): construct (store arguments only), ``start`` (load, warm up),
-``upload`` / ``infer`` / ``download`` per frame, ``close``.
+``upload`` / ``infer`` / ``download`` per frame, ``close``. Between frames, on the
+thread that calls ``infer``, ``set_detail_gain`` changes the gain of a detail stage.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+
+#: The second input of exported models with a detail stage: float32, shape (1,).
+DETAIL_GAIN_INPUT = "detail_gain"
 
 
 class EngineError(RuntimeError):
@@ -35,6 +39,13 @@ class Engine(Protocol):
 
     def download(self, tensor: Any, height: int, width: int) -> np.ndarray:
         """Device tensor -> ``(height, width, 3)`` uint8 BGR host frame (cropped, clamped)."""
+
+    def set_detail_gain(self, gain: float) -> bool:
+        """Detail magnification gain for the next ``infer`` (after ``start``).
+
+        Returns True when the model has a detail stage and the gain applies to the next
+        frame; False when it has none, or when this engine cannot change it live.
+        """
 
     def close(self) -> None:
         """Release the model and device memory."""

@@ -2,7 +2,8 @@
 
 The ONNX file carries ``input_multiple`` in its metadata (written by
 :mod:`smokeclear.export.onnx_export`), so this backend needs neither torch nor the
-network code.
+network code. A model with a detail stage takes its gain as a second input,
+``detail_gain``, fed with every frame.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smokeclear.engines.base import EngineError, bgr8_to_nchw, nchw_to_bgr8
+from smokeclear.engines.base import DETAIL_GAIN_INPUT, EngineError, bgr8_to_nchw, nchw_to_bgr8
 from smokeclear.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -22,15 +23,29 @@ PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CP
 
 
 class OnnxRuntimeEngine:
+    """Engine protocol over an ONNX Runtime session.
+
+    Args:
+        detail_gain: the starting gain of a model with a ``detail_gain`` input
+            (required for one; ignored otherwise).
+    """
+
     def __init__(
-        self, model_path: Path, providers: tuple[str, ...] | None = None, threads: int | None = None
+        self,
+        model_path: Path,
+        providers: tuple[str, ...] | None = None,
+        threads: int | None = None,
+        detail_gain: float | None = None,
     ) -> None:
         self.model_path = model_path
         self.requested_providers = providers
         self.threads = threads
+        self.detail_gain = detail_gain
         self.name = "onnxruntime"
         self._session = None
         self._input_name = ""
+        # (1,) float32, replaced (never written in place) by set_detail_gain; None: no input.
+        self._gain_feed: np.ndarray | None = None
         self.input_multiple = 1
 
     def start(self, height: int, width: int) -> None:
@@ -65,7 +80,16 @@ class OnnxRuntimeEngine:
             ) from None
         metadata = self._session.get_modelmeta().custom_metadata_map
         self.input_multiple = int(metadata.get("input_multiple", "1"))
-        self._input_name = self._session.get_inputs()[0].name
+        names = [value.name for value in self._session.get_inputs()]
+        self._input_name = next(name for name in names if name != DETAIL_GAIN_INPUT)
+        self._gain_feed = None
+        if DETAIL_GAIN_INPUT in names:
+            if self.detail_gain is None:
+                raise UserError(
+                    f"ONNX model {self.model_path} magnifies detail and needs a detail gain",
+                    "Pass detail_gain (on the command line: --detail-gain K).",
+                )
+            self._gain_feed = np.array([self.detail_gain], np.float32)
         used = self._session.get_providers()[0]
         self.name = "onnxruntime-" + {
             "CPUExecutionProvider": "cpu",
@@ -83,13 +107,25 @@ class OnnxRuntimeEngine:
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         if self._session is None:
             raise EngineError("engine used before start()")
+        feeds = {self._input_name: tensor}
+        gain = self._gain_feed
+        if gain is not None:
+            feeds[DETAIL_GAIN_INPUT] = gain
         try:
-            return self._session.run(None, {self._input_name: tensor})[0]
+            return self._session.run(None, feeds)[0]
         except Exception as error:
             raise EngineError(f"onnxruntime inference failed: {error}") from error
 
     def download(self, tensor: np.ndarray, height: int, width: int) -> np.ndarray:
         return nchw_to_bgr8(tensor, height, width)
 
+    def set_detail_gain(self, gain: float) -> bool:
+        if self._gain_feed is None:
+            return False
+        self.detail_gain = float(gain)
+        self._gain_feed = np.array([gain], np.float32)
+        return True
+
     def close(self) -> None:
         self._session = None
+        self._gain_feed = None

@@ -20,6 +20,11 @@ three threads for different frames at once, so nothing a frame holds is shared:
 Frames cross the boundary as ``(H, W, 3)`` uint8 BGR; inside, the engine input is
 ``(1, 3, H', W')`` RGB in [0, 1], H' and W' edge-padded to the model's input
 multiple, float32 (or float16 when the engine's I/O is FP16).
+
+Detail gain: a model with a detail stage has a second input, ``detail_gain``
+(shape (1,)). It lives in one small device buffer bound once at ``start``; ``infer``
+copies the current gain into it on the engine's stream before every launch, so a
+captured CUDA graph, which reads that fixed address, stays valid when it changes.
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from smokeclear.engines.base import EngineError, check_frame, nchw_to_bgr8, padded_size
+from smokeclear.engines.base import (
+    DETAIL_GAIN_INPUT,
+    EngineError,
+    check_frame,
+    nchw_to_bgr8,
+    padded_size,
+)
 from smokeclear.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -313,6 +324,8 @@ class TensorRTEngine:
         device: CUDA device index.
         input_multiple: for a bare plan without a sidecar (``PLAN.json``) saying it.
         cuda_graph: capture and replay the launch per shape (off: enqueue every frame).
+        detail_gain: the starting gain of an engine with a ``detail_gain`` input
+            (required for one; ignored otherwise).
     """
 
     def __init__(
@@ -323,12 +336,14 @@ class TensorRTEngine:
         device: int = 0,
         input_multiple: int | None = None,
         cuda_graph: bool = True,
+        detail_gain: float | None = None,
     ) -> None:
         self.plan = plan
         self.external_stream = stream
         self.device = device
         self.requested_multiple = input_multiple
         self.cuda_graph = cuda_graph
+        self.detail_gain = detail_gain
         self.name = "tensorrt"
         self.input_multiple = 1
         self.plan_path: Path | None = None
@@ -348,6 +363,10 @@ class TensorRTEngine:
         self._pools_lock = threading.Lock()
         self._states: dict[Shape, _ShapeState] = {}
         self._bound_shape: Shape | None = None
+        # Detail gain: pinned host value, its pool and the bound device buffer (None: no input).
+        self._gain_pool: PinnedPool | None = None
+        self._gain_host: HostTensor | None = None
+        self._gain_device: int | None = None
 
     @property
     def cuda_stream(self) -> int | None:
@@ -377,13 +396,20 @@ class TensorRTEngine:
         names = [engine.get_tensor_name(index) for index in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
+        images = [n for n in inputs if n != DETAIL_GAIN_INPUT]
+        if len(images) != 1 or len(outputs) != 1:
             raise UserError(
                 f"TensorRT engine {self.plan_path} has inputs {inputs} and outputs {outputs}; "
-                "a restorer engine has one of each",
+                f"a restorer engine has one of each (and may take {DETAIL_GAIN_INPUT})",
                 "Build it with smokeclear engines build.",
             )
-        self._input_name, self._output_name = inputs[0], outputs[0]
+        has_gain = DETAIL_GAIN_INPUT in inputs
+        if has_gain and self.detail_gain is None:
+            raise UserError(
+                f"TensorRT engine {self.plan_path} magnifies detail and needs a detail gain",
+                "Pass detail_gain (on the command line: --detail-gain K).",
+            )
+        self._input_name, self._output_name = images[0], outputs[0]
         self._input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._input_name)))
         self._output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._output_name)))
         self._profile = tuple(  # type: ignore[assignment]
@@ -406,6 +432,8 @@ class TensorRTEngine:
         else:
             self._owned_stream = cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
             self._stream = int(self._owned_stream)
+        if has_gain:
+            self._bind_detail_gain(np.dtype(trt.nptype(engine.get_tensor_dtype(DETAIL_GAIN_INPUT))))
         self.name = f"tensorrt-{precision}" if precision else "tensorrt"
         warmup = np.zeros((height, width, 3), np.uint8)
         self.download(self.infer(self.upload(warmup)), height, width)
@@ -456,12 +484,39 @@ class TensorRTEngine:
         key = info.get("key") or {}
         return engine, str(key.get("precision", ""))
 
+    def _bind_detail_gain(self, dtype: np.dtype) -> None:
+        """Allocate and bind the ``detail_gain`` input once; its address never changes."""
+        cudart, context = self._cudart, self._context
+        self._gain_pool = PinnedPool((1,), dtype, self._malloc_host, self._free_host, limit=1)
+        self._gain_host = self._gain_pool.take()
+        self._gain_host.array[0] = self.detail_gain
+        self._gain_device = int(cuda_check(cudart.cudaMalloc(dtype.itemsize), "cudaMalloc"))
+        if not context.set_input_shape(DETAIL_GAIN_INPUT, (1,)):
+            raise EngineError(f"TensorRT rejected shape (1,) for {DETAIL_GAIN_INPUT}")
+        if not context.set_tensor_address(DETAIL_GAIN_INPUT, self._gain_device):
+            raise EngineError(f"TensorRT rejected the address of {DETAIL_GAIN_INPUT}")
+
+    def set_detail_gain(self, gain: float) -> bool:
+        # Called between frames on the infer thread: no copy from this buffer is in flight.
+        if self._gain_host is None:
+            return False
+        self._gain_host.array[0] = gain
+        self.detail_gain = float(gain)
+        return True
+
     def close(self) -> None:
         cudart = self._cudart
         if cudart is None:
             return
         if self._stream is not None:
             self._quietly(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        if self._gain_device is not None:
+            self._quietly(cudart.cudaFree(self._gain_device), "cudaFree")
+            self._gain_device = None
+        self._gain_host = None  # back to its pool, which frees it now
+        if self._gain_pool is not None:
+            self._gain_pool.close()
+            self._gain_pool = None
         for state in self._states.values():
             if state.graph is not None:
                 self._quietly(cudart.cudaGraphExecDestroy(state.graph), "cudaGraphExecDestroy")
@@ -511,8 +566,16 @@ class TensorRTEngine:
         try:
             if self.device:
                 cuda_check(cudart.cudaSetDevice(self.device), "cudaSetDevice")
-            state = self._states.get(tensor.array.shape) or self._prepare(tensor.array.shape)
             copy_in = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+            gain = self._gain_host
+            if gain is not None:  # before any launch, the warm-up of a new shape included
+                cuda_check(
+                    cudart.cudaMemcpyAsync(
+                        self._gain_device, gain.pointer, gain.array.nbytes, copy_in, self._stream
+                    ),
+                    "cudaMemcpyAsync (detail gain to the GPU)",
+                )
+            state = self._states.get(tensor.array.shape) or self._prepare(tensor.array.shape)
             cuda_check(
                 cudart.cudaMemcpyAsync(
                     state.device_input, tensor.pointer, tensor.array.nbytes, copy_in, self._stream

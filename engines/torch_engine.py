@@ -12,6 +12,11 @@ Replay removes the per-kernel launch cost that dominates small convnets. The
 graph reads a static input buffer and writes a static output; ``infer`` copies
 the frame in and the result out, so the upload and download stages, which run in
 other threads, never see a buffer the next replay overwrites.
+
+Detail gain: a detail stage reads its gain from a one-element buffer on every
+run, so :meth:`TorchEngine.set_detail_gain` writes that buffer in place, on the
+engine's stream, and a captured graph (or a compiled module) sees the new value
+on its next replay without a new capture.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from smokeclear.engines.base import EngineError, check_frame
+from smokeclear.nets.smooth import DetailMagnify
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,7 @@ class TorchEngine:
         self._module: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._stream: torch.cuda.Stream | None = None
         self._graphs: dict[tuple[int, ...], _CapturedGraph] = {}
+        self._detail_stages: list[DetailMagnify] = []
         self.input_multiple = 1
 
     def start(self, height: int, width: int) -> None:
@@ -75,6 +82,8 @@ class TorchEngine:
             module = module.to(memory_format=torch.channels_last)
             self._stream = torch.cuda.Stream(self.device)
             torch.backends.cudnn.benchmark = True
+        # After .half() and .to(): these are the buffers the module that runs reads.
+        self._detail_stages = [m for m in module.modules() if isinstance(m, DetailMagnify)]
         self._module = self.prepare(module, height, width)
         warmup = np.zeros((height, width, 3), np.uint8)
         for _ in range(3 if self.device.type == "cuda" else 1):
@@ -143,6 +152,16 @@ class TorchEngine:
         return graph.run(tensor)
 
     @torch.inference_mode()
+    def set_detail_gain(self, gain: float) -> bool:
+        if not self._detail_stages:
+            return False
+        # On the engine's stream: ordered before the next run (or graph replay) on it.
+        with self._on_stream():
+            for stage in self._detail_stages:
+                stage.set_gain(gain)
+        return True
+
+    @torch.inference_mode()
     def download(self, tensor: torch.Tensor, height: int, width: int) -> np.ndarray:
         with self._on_stream():
             image = tensor[0, :, :height, :width].flip(0).permute(1, 2, 0)
@@ -152,6 +171,7 @@ class TorchEngine:
     def close(self) -> None:
         self._module = None
         self._graphs.clear()
+        self._detail_stages = []
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 

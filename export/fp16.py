@@ -22,9 +22,14 @@ FP16; TensorRT #1954, #2691), nodes under a module scope whose name starts with 
 the restorer's ``fp32_modules``, nodes without exporter metadata, and any node named in
 ``keep_fp32``. Graph inputs and outputs stay FP32 (``keep_io_types``).
 
+The detail stage's ``base + gain * (image - base)`` is hand-written arithmetic, so it
+stays FP32 with its ``detail_gain`` input: a detail model's FP16 copy takes the same
+float32 ``[1]`` gain as the FP32 one.
+
 Shape:
     the FP16 model keeps the FP32 model's contract: ``(B, 3, H, W)`` RGB float32 in
-    [0, 1] -> ``(B, 3, H, W)`` RGB float32.
+    [0, 1] (and ``detail_gain``, float32 ``[1]``, if it has one) -> ``(B, 3, H, W)``
+    RGB float32.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from smokeclear.errors import UserError
-from smokeclear.export.onnx_export import INPUT_NAME, ParityReport
+from smokeclear.export.onnx_export import ParityReport, session_feeds
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ log = logging.getLogger(__name__)
 #: same bound), and the FP16 model's output against the FP32 model's.
 FP32_MAX_ABS_ERROR = 1e-3
 FP16_MIN_PSNR_DB = 40.0
+#: The detail gain parity checks feed to models with a detail stage: above 1, so the
+#: FP16 error of the smooth base shows in the output instead of cancelling out.
+PARITY_DETAIL_GAIN = 2.0
 #: Normalisation ops keep FP32 wherever they are (the exporter folds eval BatchNorm
 #: into the convolution before, so desmoke has none left).
 FP32_OP_TYPES = frozenset(
@@ -205,11 +213,13 @@ def parity_inputs(multiple: int, seed: int = 0) -> list[np.ndarray]:
 
     Returns:
         four ``(1, 3, H, W)`` float32 RGB arrays in [0, 1]: uniform noise at
-        ``(2m, 3m)`` and ``(4m, 2m)`` for ``m = multiple``, then frames 0 and 45 of
-        the synthetic laparoscope scene with smoke at ``(2m, 3m)``.
+        ``(2m, 3m)`` and ``(4m, 2m)``, then frames 0 and 45 of the synthetic
+        laparoscope scene with smoke at ``(2m, 3m)``; ``m`` is the smallest
+        multiple of ``multiple`` that is at least 8 (the scene needs 16 px).
     """
     from smokeclear.synthetic.scene import LaparoscopicScene
 
+    multiple = multiple * math.ceil(8 / multiple)
     generator = np.random.default_rng(seed)
     frames = [
         generator.random((1, 3, 2 * multiple, 3 * multiple), dtype=np.float32),
@@ -229,8 +239,11 @@ def compare_models(
     inputs: list[np.ndarray],
     *,
     evaluator: str = "onnxruntime",
+    detail_gain: float = PARITY_DETAIL_GAIN,
 ) -> ParityReport:
     """Outputs of ``candidate_path`` against ``reference_path`` on the same inputs.
+
+    Models with a ``detail_gain`` input get ``detail_gain``.
 
     The reference model always runs in ONNX Runtime on the CPU. ``evaluator`` picks
     what runs the candidate:
@@ -247,18 +260,23 @@ def compare_models(
     import onnxruntime as ort
 
     reference = ort.InferenceSession(str(reference_path), providers=["CPUExecutionProvider"])
+    reference_names = [value.name for value in reference.get_inputs()]
     if evaluator == "onnxruntime":
         session = ort.InferenceSession(str(candidate_path), providers=["CPUExecutionProvider"])
+        names = [value.name for value in session.get_inputs()]
     elif evaluator == "reference":
         from onnx.reference import ReferenceEvaluator
 
         session = ReferenceEvaluator(str(candidate_path))
+        names = list(session.input_names)
     else:
         raise ValueError(f"evaluator must be 'onnxruntime' or 'reference', got {evaluator!r}")
     worst, squared, count = 0.0, 0.0, 0
     for tensor in inputs:
-        expected = reference.run(None, {INPUT_NAME: tensor})[0].astype(np.float64)
-        actual = np.asarray(session.run(None, {INPUT_NAME: tensor})[0], dtype=np.float64)
+        expected = reference.run(None, session_feeds(reference_names, tensor, detail_gain))[0]
+        expected = expected.astype(np.float64)
+        actual = session.run(None, session_feeds(names, tensor, detail_gain))[0]
+        actual = np.asarray(actual, dtype=np.float64)
         difference = (actual - expected) ** 2
         worst = max(worst, float(np.sqrt(difference.max())))
         squared += float(difference.sum())

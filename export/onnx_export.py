@@ -2,8 +2,12 @@
 
 H and W are declared as multiples of the network's input multiple
 (``Dim("h") * 32``), so one file serves every frame size the runtime pads to.
-The model's metadata records ``input_multiple`` and the restorer chain, which is
-all an onnxruntime or TensorRT runtime needs to feed it.
+The model's metadata records ``input_multiple``, the restorer chain and the graph
+inputs, which is all an onnxruntime or TensorRT runtime needs to feed it.
+
+A module with a detail stage (:class:`~smokeclear.nets.smooth.DetailMagnify`)
+exports with a second input, ``detail_gain`` (float32, shape ``[1]``), so one
+file serves every gain and a running engine changes it per frame.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from smokeclear.engines.base import DETAIL_GAIN_INPUT
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ def export_onnx(module: nn.Module, path: Path, metadata: dict[str, str]) -> None
     Args:
         module: a restorer (or chain) with an ``input_multiple`` attribute.
         metadata: extra key/value strings stored in the model's metadata_props.
+
+    Detail stages' ``detail_gain`` buffers become one graph input of that name;
+    metadata ``inputs`` lists the graph inputs (``image`` or ``image,detail_gain``).
     """
     import onnx
     from torch.export import Dim
@@ -74,7 +83,11 @@ def export_onnx(module: nn.Module, path: Path, metadata: dict[str, str]) -> None
     temporary = path.with_suffix(".partial.onnx")
     program.save(str(temporary))
     model = onnx.load(str(temporary))
-    props = {"input_multiple": str(multiple), **metadata}
+    inputs = [INPUT_NAME]
+    if module_detail_gain(module) is not None:
+        gain_initializers_to_input(model)
+        inputs.append(DETAIL_GAIN_INPUT)
+    props = {"input_multiple": str(multiple), "inputs": ",".join(inputs), **metadata}
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -83,16 +96,71 @@ def export_onnx(module: nn.Module, path: Path, metadata: dict[str, str]) -> None
     temporary.replace(path)
 
 
+def gain_initializers_to_input(model) -> None:
+    """Replace the ``*detail_gain`` initializers of ``model`` by one graph input, in place.
+
+    The dynamo exporter bakes buffers in as initializers (``restorer.detail_gain``,
+    one per detail stage); every reader of one reads the input ``detail_gain``
+    (float32, shape [1]) instead.
+    """
+    import onnx
+
+    graph = model.graph
+    stages = [init for init in graph.initializer if init.name.endswith(DETAIL_GAIN_INPUT)]
+    if not stages:
+        raise RuntimeError(
+            f"the module has a detail stage but the exported graph has no {DETAIL_GAIN_INPUT} "
+            "initializer (did the exporter fold it away?)"
+        )
+    names = {init.name for init in stages}
+    for init in stages:
+        graph.initializer.remove(init)
+    for value in [v for v in graph.value_info if v.name in names]:
+        graph.value_info.remove(value)
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in names:
+                node.input[index] = DETAIL_GAIN_INPUT
+    graph.input.append(
+        onnx.helper.make_tensor_value_info(DETAIL_GAIN_INPUT, onnx.TensorProto.FLOAT, [1])
+    )
+
+
+def module_detail_gain(module: nn.Module) -> float | None:
+    """The gain of ``module``'s detail stages (the first one's), or None without one."""
+    from smokeclear.nets.smooth import DetailMagnify
+
+    for stage in module.modules():
+        if isinstance(stage, DetailMagnify):
+            return float(stage.detail_gain[0])
+    return None
+
+
+def session_feeds(input_names: list[str], image: np.ndarray, gain: float | None) -> dict:
+    """The feed dict of an exported model: ``image``, and ``detail_gain`` when it takes one."""
+    feeds = {INPUT_NAME: image}
+    if DETAIL_GAIN_INPUT in input_names:
+        if gain is None:
+            raise ValueError(f"the model takes {DETAIL_GAIN_INPUT}; pass a gain to feed it")
+        feeds[DETAIL_GAIN_INPUT] = np.array([gain], np.float32)
+    return feeds
+
+
 def check_parity(module: nn.Module, path: Path, inputs: list[torch.Tensor]) -> ParityReport:
-    """Run ``inputs`` through PyTorch and ONNX Runtime (CPU) and compare outputs."""
+    """Run ``inputs`` through PyTorch and ONNX Runtime (CPU) and compare outputs.
+
+    A detail model gets the module's current gain as its ``detail_gain`` input.
+    """
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [value.name for value in session.get_inputs()]
+    gain = module_detail_gain(module)
     worst, squared, count = 0.0, 0.0, 0
     for tensor in inputs:
         with torch.inference_mode():
             expected = module(tensor).numpy()
-        actual = session.run(None, {INPUT_NAME: tensor.numpy()})[0]
+        actual = session.run(None, session_feeds(names, tensor.numpy(), gain))[0]
         difference = (actual.astype(np.float64) - expected) ** 2
         worst = max(worst, float(np.sqrt(difference.max())))
         squared += float(difference.sum())

@@ -517,12 +517,7 @@ def build_engine(
             "Re-export the model with smokeclear export, or check that this TensorRT "
             "supports its operators.",
         )
-    if network.num_inputs != 1:
-        raise UserError(
-            f"{onnx_path} has {network.num_inputs} inputs; restorers have one",
-            "Export the model with smokeclear export.",
-        )
-    input_name = network.get_input(0).name
+    input_name = image_input_name(network, onnx_path)
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
@@ -582,6 +577,28 @@ def inspect_precisions(
     inspector = engine.create_engine_inspector()
     inspector.execution_context = context
     return summarise_precisions(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
+def image_input_name(network: Any, onnx_path: Path) -> str:
+    """The name of the network's image input; a fixed-shape ``detail_gain`` may come with it.
+
+    The detail gain (smooth restorer, detail mode) is a one-element input set
+    between frames; its shape is static, so the optimisation profile needs only
+    the image.
+    """
+    from smokeclear.engines.base import DETAIL_GAIN_INPUT
+
+    inputs = [network.get_input(index) for index in range(network.num_inputs)]
+    images = [tensor.name for tensor in inputs if tensor.name != DETAIL_GAIN_INPUT]
+    gains = [tensor for tensor in inputs if tensor.name == DETAIL_GAIN_INPUT]
+    if len(images) != 1 or any(-1 in tuple(gain.shape) for gain in gains):
+        names = ", ".join(tensor.name for tensor in inputs) or "none"
+        raise UserError(
+            f"{onnx_path} has inputs {names}; a restorer has one image input "
+            f"(and may have a fixed-shape {DETAIL_GAIN_INPUT})",
+            "Export the model with smokeclear export.",
+        )
+    return images[0]
 
 
 def _describe_parser_error(error: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -113,6 +114,14 @@ def build_parser() -> Parser:
     )
     _engine_arguments(run)
     run.add_argument(
+        "--detail-gain",
+        type=float,
+        metavar="K",
+        help="switch the smooth restorer from smoothing to detail magnification: "
+        "smooth + K * (frame - smooth), K >= 0 (1 shows the frame, above 1 sharpens); "
+        "in the window, [ and ] change K live by 0.5",
+    )
+    run.add_argument(
         "--fps",
         type=float,
         help="frame-rate budget (default: 60 on a GPU, 15 on the CPU, or the camera's rate)",
@@ -152,6 +161,14 @@ def build_parser() -> Parser:
         "(.mp4, .avi, .mkv, .mov) for a video",
     )
     _engine_arguments(restore)
+    restore.add_argument(
+        "--detail-gain",
+        type=float,
+        metavar="K",
+        help="switch the smooth restorer from smoothing to detail magnification: "
+        "smooth + K * (frame - smooth), K >= 0, fixed for every frame (live, in the "
+        "window of `smokeclear run`, [ and ] change it)",
+    )
 
     train = commands.add_parser("train", help="train a restorer on synthetic data")
     train.add_argument("restorer")
@@ -266,19 +283,33 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def parse_detail_gain(gain: float | None) -> float | None:
+    """``--detail-gain``: None (smoothing) or a finite gain >= 0."""
+    if gain is not None and not (math.isfinite(gain) and gain >= 0):
+        raise UserError(
+            f"--detail-gain {gain:g} is {'negative' if gain < 0 else 'not a number'}",
+            "Use a gain >= 0: 0 gives the smooth image, 1 the frame itself, "
+            "above 1 magnifies detail (e.g. --detail-gain 2).",
+        )
+    return gain
+
+
 def engine_request(args: argparse.Namespace, profile: Profile):
     from smokeclear.registry import parse_chain
-    from smokeclear.runtime import EngineRequest
+    from smokeclear.runtime import EngineRequest, check_detail_gain
 
     specs = parse_chain(args.restorer)
     divisor = parse_work_scale(args.work_scale) if args.work_scale else profile.work_divisor
-    return EngineRequest(
+    request = EngineRequest(
         restorers=tuple(specs),
         backend=args.backend,
         device=args.device,
         work_divisor=divisor,
         weights=parse_weights(args.weights, [s.name for s in specs]),
+        detail_gain=parse_detail_gain(args.detail_gain),
     )
+    check_detail_gain(request)  # before a source opens or a model is exported
+    return request
 
 
 def choose_profile(args: argparse.Namespace) -> Profile:
@@ -330,8 +361,10 @@ def command_run(args: argparse.Namespace) -> int:
 
         factory = engine_factory(request)
         sinks = []
+        window = None
         if args.display == "window" or (args.display == "auto" and display_available()):
-            sinks.append(WindowSink())
+            window = WindowSink()
+            sinks.append(window)
         elif args.display == "auto":
             log.info("no display found: running headless (--display none)")
         if recorder is not None:
@@ -344,11 +377,16 @@ def command_run(args: argparse.Namespace) -> int:
             fps=fps,
             budget_ms=args.budget_ms,
             view=args.view,
+            detail_gain=request.detail_gain,
             max_frames=args.max_frames,
             warmup_frames=max(10, round(fps)),
         )
         stop = threading.Event()
         graph = Graph(source, engine, factory, sinks, settings, stop, choice.reason)
+        if window is not None:
+            window.on_key = graph.controls.handle_key
+            if request.detail_gain is not None:
+                log.info("detail x%g: press ] or [ in the window to change it", request.detail_gain)
         with stop_on_signals(stop):
             report = graph.run()
     finally:
@@ -403,7 +441,7 @@ def command_train(args: argparse.Namespace) -> int:
     )
     result = recipe(options, spec)
     print(
-        f"{spec.name}: best validation PSNR {result.best_psnr:.2f} dB after {result.epochs} "
+        f"{spec.name}: {result.describe()} after {result.epochs} "
         f"epochs{' (early stop)' if result.stopped_early else ''}; weights in {args.out}"
     )
     return 0

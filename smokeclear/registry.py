@@ -87,6 +87,20 @@ register(
     )
 )
 
+register(
+    RestorerSpec(
+        name="smooth",
+        summary="flattens noise and fine clutter, keeps vessels and tissue edges; "
+        "or magnifies detail (unsupervised edge-preserving smoothing)",
+        paper="smooth-unsupervised-edge-preserving",
+        network="smokeclear.nets.smooth:SmoothNet",
+        network_config="smokeclear.nets.smooth:SmoothConfig",
+        default_config=PACKAGE_DIR / "configs" / "smooth.yaml",
+        weights=PACKAGE_DIR / "weights" / "smooth.safetensors",
+        recipe="smokeclear.train.smooth",
+    )
+)
+
 
 def get_restorer(name: str) -> RestorerSpec:
     """Look up one restorer by name, with a user-facing error for unknown names."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from smokeclear import __version__
 from smokeclear.engines.base import Engine
 from smokeclear.engines.select import BackendChoice, choose_backend
+from smokeclear.errors import UserError
 from smokeclear.registry import PACKAGE_DIR, RestorerSpec
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,19 @@ class EngineRequest:
     device: str | None = None  # None: the GPU when there is one
     work_divisor: int = 1  # run the chain at 1/divisor resolution, guided-upsample back
     weights: dict[str, Path] = field(default_factory=dict)  # restorer name -> weights file
+    # None: smooth restorers output the smooth image; K >= 0: they magnify detail,
+    # ``base + K * (input - base)``. K is only the starting value: engines change it live.
+    detail_gain: float | None = None
 
     @property
     def label(self) -> str:
         return "+".join(spec.name for spec in self.restorers)
+
+    @property
+    def artefact_stem(self) -> str:
+        """Start of cached model file names: chain, output mode and working resolution."""
+        mode = "-detail" if self.detail_gain is not None else ""
+        return f"{self.label}{mode}-w{self.work_divisor}"
 
 
 def cache_dir() -> Path:
@@ -47,18 +58,54 @@ def weights_path(request: EngineRequest, spec: RestorerSpec) -> Path:
     return request.weights.get(spec.name, spec.weights)
 
 
+#: The restorer whose output ``--detail-gain`` turns into detail magnification.
+DETAIL_RESTORER = "smooth"
+
+
+def check_detail_gain(request: EngineRequest) -> None:
+    """UserError unless ``request.detail_gain`` is None, or >= 0 with a smooth restorer."""
+    gain = request.detail_gain
+    if gain is None:
+        return
+    if not (math.isfinite(gain) and gain >= 0):
+        raise UserError(f"--detail-gain {gain} is not allowed", "Use a gain >= 0, e.g. 2.")
+    if not any(spec.name == DETAIL_RESTORER for spec in request.restorers):
+        raise UserError(
+            f"--detail-gain needs the {DETAIL_RESTORER} restorer, and --restorer is "
+            f"{request.label}",
+            f"Add it to --restorer, e.g. --restorer {DETAIL_RESTORER}.",
+        )
+
+
 def build_chain(request: EngineRequest):
-    """The torch module for the request: restorers in order, at the working resolution."""
+    """The torch module for the request: restorers in order, at the working resolution.
+
+    Deployment form: every member in eval mode with its batch norms folded into
+    the convolutions; in detail mode each smooth member is wrapped in
+    :class:`~smokeclear.nets.smooth.DetailMagnify` at ``request.detail_gain``.
+    """
     from smokeclear.nets.loading import load_restorer
+    from smokeclear.nets.smooth import DetailMagnify
     from smokeclear.nets.wrappers import RestorerChain, WorkingResolution
 
-    members = [load_restorer(spec, weights_path(request, spec)) for spec in request.restorers]
+    check_detail_gain(request)
+    members = []
+    for spec in request.restorers:
+        member = load_restorer(spec, weights_path(request, spec)).eval()
+        if hasattr(member, "fold_batchnorm"):
+            member = member.fold_batchnorm()
+        if request.detail_gain is not None and spec.name == DETAIL_RESTORER:
+            member = DetailMagnify(member, request.detail_gain)
+        members.append(member)
     chain = members[0] if len(members) == 1 else RestorerChain(members)
     return WorkingResolution(chain, request.work_divisor).eval()
 
 
 def model_key(request: EngineRequest, *extra: str) -> str:
-    """Content key of a model artefact: weights, network code, wrapper, torch, ``extra``."""
+    """Content key of a model artefact: weights, code, wrapper, output mode, torch, ``extra``.
+
+    The detail gain is not part of it: ONNX models take the gain as an input.
+    """
     import torch
 
     digest = hashlib.sha256()
@@ -66,9 +113,9 @@ def model_key(request: EngineRequest, *extra: str) -> str:
         digest.update(weights_path(request, spec).read_bytes())
     for source in sorted((PACKAGE_DIR / "nets").glob("*.py")):
         digest.update(source.read_bytes())
-    digest.update(
-        "|".join([str(request.work_divisor), torch.__version__, __version__, *extra]).encode()
-    )
+    mode = ["detail"] if request.detail_gain is not None else []
+    fields = [str(request.work_divisor), *mode, torch.__version__, __version__, *extra]
+    digest.update("|".join(fields).encode())
     return digest.hexdigest()
 
 
@@ -89,7 +136,7 @@ def onnx_model(request: EngineRequest) -> Path:
     # Loading first turns missing or corrupt weights into the user's error before
     # anything is hashed or exported.
     module = build_chain(request)
-    name = f"{request.label}-w{request.work_divisor}-{onnx_key(request)[:16]}.onnx"
+    name = f"{request.artefact_stem}-{onnx_key(request)[:16]}.onnx"
     path = cache_dir() / "onnx" / name
     if path.is_file():
         try:
@@ -131,8 +178,10 @@ def aoti_package(request: EngineRequest, module, example) -> Path:
         major, minor = torch.cuda.get_device_capability(device)
         target = f"{torch.cuda.get_device_name(device)}-sm{major}{minor}"
     layout = "cl" if example.is_contiguous(memory_format=torch.channels_last) else "nchw"
-    key = model_key(request, "aoti", target, str(example.dtype), layout)
-    name = f"{request.label}-w{request.work_divisor}-{device.type}-{key[:16]}.pt2"
+    # The package compiles the detail gain in as a constant: unlike ONNX, it is keyed by it.
+    gain = [] if request.detail_gain is None else [f"gain{float(request.detail_gain)!r}"]
+    key = model_key(request, "aoti", target, str(example.dtype), layout, *gain)
+    name = f"{request.artefact_stem}-{device.type}-{key[:16]}.pt2"
     path = cache_dir() / "aoti" / name
     if path.is_file():
         return path
@@ -190,7 +239,7 @@ def tensorrt_engine(request: EngineRequest) -> Engine:
 
         return CachedPlan(onnx_path, "fp16", profile, 3, build, multiple, request.label)
 
-    return TensorRTEngine(plan_for)
+    return TensorRTEngine(plan_for, detail_gain=request.detail_gain)
 
 
 def create_engine(request: EngineRequest) -> tuple[Engine, BackendChoice]:
@@ -199,7 +248,7 @@ def create_engine(request: EngineRequest) -> tuple[Engine, BackendChoice]:
     if choice.backend == "onnxruntime":
         from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(onnx_model(request)), choice
+        return OnnxRuntimeEngine(onnx_model(request), detail_gain=request.detail_gain), choice
     if choice.backend == "tensorrt":
         return tensorrt_engine(request), choice
     # Load once here so bad weights fail now, with the user's error, not in a thread.

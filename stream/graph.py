@@ -14,6 +14,10 @@ presented in order; a frame whose inference fails is shown raw, marked BYPASS.
 
 The presenter runs on the calling thread (OpenCV windows want the main thread);
 sinks are closed, and recordings finalised, however the run ends.
+
+Live controls (:class:`LiveControls`): the viewer changes the detail gain while the
+graph runs (``[`` and ``]`` in the window); the infer stage hands each change to its
+engine before the next frame, and to a fresh engine after a hang.
 """
 
 from __future__ import annotations
@@ -30,7 +34,13 @@ from smokeclear.engines.base import Engine
 from smokeclear.errors import FrameFormatError, UserError
 from smokeclear.stream.frame import Frame, Mode
 from smokeclear.stream.mailbox import END_OF_STREAM, BoundedQueue, Empty, Overflow, QueueClosed
-from smokeclear.stream.overlay import compose_view, draw_status, no_signal_card, view_size
+from smokeclear.stream.overlay import (
+    compose_view,
+    detail_gain_label,
+    draw_status,
+    no_signal_card,
+    view_size,
+)
 from smokeclear.stream.presenter import DeadlinePresenter, Presentation
 from smokeclear.stream.sinks import Sink
 from smokeclear.stream.sources import Source, SourceLost, to_bgr8
@@ -41,6 +51,75 @@ log = logging.getLogger(__name__)
 #: Longest the presenter sleeps: the window must be pumped and stop requests seen.
 PRESENTER_TICK_NS = 20_000_000
 RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: One ``]`` / ``[`` key press changes the detail gain by this much, within the range.
+DETAIL_GAIN_STEP = 0.5
+DETAIL_GAIN_RANGE = (0.0, 10.0)
+DETAIL_GAIN_KEYS = {ord("]"): DETAIL_GAIN_STEP, ord("["): -DETAIL_GAIN_STEP}
+
+
+class LiveControls:
+    """What the viewer changes while the graph runs; safe to call from any thread.
+
+    Every method holds a lock for a few assignments only, so the display loop never
+    waits on the infer stage. ``version`` counts changes: the infer stage applies
+    each one once.
+
+    Args:
+        detail_gain: the engine's starting detail gain; None when it has no detail
+            stage (then the gain cannot be changed).
+    """
+
+    def __init__(self, detail_gain: float | None = None) -> None:
+        self._lock = threading.Lock()
+        self._initial_gain = detail_gain
+        self._detail_gain = detail_gain
+        self._fixed = False
+        self._version = 0
+
+    @property
+    def detail_gain(self) -> float | None:
+        with self._lock:
+            return self._detail_gain
+
+    @property
+    def detail_gain_fixed(self) -> bool:
+        """True once the engine said it cannot change the gain live."""
+        with self._lock:
+            return self._fixed
+
+    def snapshot(self) -> tuple[int, float | None]:
+        """``(version, detail_gain)``, read together."""
+        with self._lock:
+            return self._version, self._detail_gain
+
+    def adjust_detail_gain(self, step: float) -> float | None:
+        """Add ``step`` to the gain, clamped to :data:`DETAIL_GAIN_RANGE`; the new gain."""
+        low, high = DETAIL_GAIN_RANGE
+        with self._lock:
+            if self._detail_gain is None or self._fixed:
+                return self._detail_gain
+            gain = min(high, max(low, round(self._detail_gain + step, 6)))
+            if gain != self._detail_gain:
+                self._detail_gain = gain
+                self._version += 1
+            return gain
+
+    def fix_detail_gain(self) -> None:
+        """The engine cannot change the gain: back to the starting one, and keep it."""
+        with self._lock:
+            self._detail_gain = self._initial_gain
+            self._fixed = True
+
+    def handle_key(self, key: int) -> bool:
+        """A key pressed in the window: ``]`` raises the gain, ``[`` lowers it.
+
+        Returns whether the key was one of them.
+        """
+        step = DETAIL_GAIN_KEYS.get(key)
+        if step is None:
+            return False
+        self.adjust_detail_gain(step)
+        return True
 
 
 @dataclass(frozen=True)
@@ -50,6 +129,7 @@ class GraphSettings:
     fps: float  # frame-rate budget; also the recording rate
     budget_ms: float | None = None  # capture-to-display deadline; default one frame period
     view: str = "processed"
+    detail_gain: float | None = None  # the engine's starting detail gain; None: no detail stage
     warmup_frames: int = 10
     max_frames: int | None = None
     no_signal_after_ms: float | None = None  # default: max(500 ms, 3 frame periods)
@@ -76,6 +156,8 @@ class InferWorker:
         self.engine = engine  # None: make and start a fresh one first (recovery)
         self.busy_since_ns: int | None = None
         self.consecutive_failures = 0
+        # The live-controls version this worker's engine has; -1: apply them before frame one.
+        self.controls_version = -1
         self.thread = threading.Thread(target=self._run, name=f"infer-{generation}", daemon=True)
 
     @property
@@ -97,6 +179,7 @@ class InferWorker:
             frame.stamp("infer_start")
             self.busy_since_ns = frame.stamps["infer_start"]
             try:
+                self._apply_live_controls()  # inside the watchdog's view: it may touch the GPU
                 frame.tensor = self.engine.infer(frame.tensor)
                 self.consecutive_failures = 0
             except Exception as error:
@@ -118,6 +201,25 @@ class InferWorker:
                 outbox.put(frame)
             except QueueClosed:
                 return
+
+    def _apply_live_controls(self) -> None:
+        """Hand a changed detail gain to the engine (never raises: the frame still runs)."""
+        controls = self.graph.controls
+        version, gain = controls.snapshot()
+        if version == self.controls_version:
+            return
+        self.controls_version = version
+        if gain is None:
+            return
+        try:
+            applied = self.engine.set_detail_gain(gain)
+        except Exception as error:
+            log.warning("could not change the detail gain to x%g: %s", gain, error)
+            applied = False
+        if not applied:
+            controls.fix_detail_gain()
+        else:
+            log.debug("detail gain x%g from the next frame on", gain)
 
     def _start_fresh_engine(self) -> bool:
         graph = self.graph
@@ -165,6 +267,7 @@ class Graph:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.engine_reason = engine_reason
+        self.controls = LiveControls(settings.detail_gain)
         self.realtime = source.live
         self.counters = Counters()
         self.latency = LatencyLog(settings.warmup_frames)
@@ -430,7 +533,8 @@ class Graph:
             if len(times) > 1 and times[-1] > times[0]
             else 0.0
         )
-        return f"{self.engine.name}  {rate:4.1f} fps"
+        gain = detail_gain_label(self.controls.detail_gain, self.controls.detail_gain_fixed)
+        return f"{self.engine.name}  {rate:4.1f} fps" + (f"  {gain}" if gain else "")
 
     def _watchdog(self, now_ns: int) -> None:
         """Replace an engine that hangs or keeps failing (the view is in BYPASS meanwhile)."""

@@ -90,6 +90,16 @@ def draw_status(image: np.ndarray, mode: Mode, detail: str = "") -> np.ndarray:
     return image
 
 
+def detail_gain_label(gain: float | None, fixed: bool = False) -> str:
+    """The status-line text for the detail gain: "detail x2.5", "" without a detail stage.
+
+    ``fixed``: the engine cannot change the gain live (the keys do nothing).
+    """
+    if gain is None:
+        return ""
+    return f"detail x{gain:g}" + (" (fixed)" if fixed else "")
+
+
 def no_signal_card(width: int, height: int, detail: str = "") -> np.ndarray:
     """A dark card saying NO SIGNAL, ``(height, width, 3)`` uint8 BGR."""
     card = np.full((height, width, 3), 24, np.uint8)

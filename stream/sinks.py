@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -69,13 +70,27 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+#: What ``cv2.waitKey(1) & 0xFF`` returns when no key was pressed.
+NO_KEY = 0xFF
+STOP_KEYS = (ord("q"), 27)  # q, Esc
+
+
 class WindowSink:
-    """An OpenCV window. ``q`` or Esc, or closing the window, stops the run."""
+    """An OpenCV window. ``q`` or Esc, or closing the window, stops the run.
+
+    Args:
+        on_key: called with every other key pressed (its code, 0-254), e.g.
+            :meth:`smokeclear.stream.graph.LiveControls.handle_key`. It runs in the
+            display loop: an error in it is logged, never raised.
+    """
 
     name = "window"
 
-    def __init__(self, title: str = "smokeclear") -> None:
+    def __init__(
+        self, title: str = "smokeclear", on_key: Callable[[int], object] | None = None
+    ) -> None:
         self.title = title
+        self.on_key = on_key
         self._open = False
 
     def start(self, width: int, height: int, fps: float) -> None:
@@ -93,8 +108,13 @@ class WindowSink:
 
     def pump(self) -> bool:
         key = cv2.waitKey(1) & 0xFF
-        if key in (ord("q"), 27):
+        if key in STOP_KEYS:
             return False
+        if key != NO_KEY and self.on_key is not None:
+            try:
+                self.on_key(key)
+            except Exception as error:  # a control must never take the display down
+                log.warning("key %r: %s", chr(key), error)
         try:
             return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
         except cv2.error:

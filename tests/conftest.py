@@ -94,6 +94,29 @@ def tiny_lowlight_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_smooth_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A width-8 smooth network with real batch-norm statistics and a visible residual."""
+    import torch
+
+    from smokeclear.nets.loading import save_weights
+    from smokeclear.nets.smooth import SmoothConfig, SmoothNet
+    from smokeclear.registry import get_restorer
+
+    torch.manual_seed(0)
+    net = SmoothNet(SmoothConfig(width=8, dilations=(2, 1)))
+    # The output conv starts at zero (identity); residuals of several 8-bit levels
+    # (about 6 on average here) make smooth, detail and input frames tell apart.
+    torch.nn.init.normal_(net.to_rgb.weight, std=100.0)
+    net.train()
+    with torch.no_grad():  # give BatchNorm real running statistics
+        for _ in range(3):
+            net(torch.rand(2, 3, 32, 32))
+    path = tmp_path_factory.mktemp("weights") / "tiny-smooth.safetensors"
+    save_weights(net.eval(), path, get_restorer("smooth"), {"purpose": "tests"})
+    return path
+
+
 @pytest.fixture
 def fp32_by_op():
     """``by_op(onnx_path) -> {op_type: {kept FP32?, ...}}`` under the FP16 export rule."""
@@ -235,6 +258,9 @@ class InvertEngine:
 
     def download(self, tensor: np.ndarray, height: int, width: int) -> np.ndarray:
         return tensor[:height, :width]
+
+    def set_detail_gain(self, gain: float) -> bool:
+        return False  # no detail stage
 
     def close(self) -> None:
         self.closed = True

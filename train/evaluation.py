@@ -137,19 +137,25 @@ def format_method_table(rows: list[EvalRow]) -> str:
 
 
 def write_examples(
-    path: Path, cases: list[tuple[str, tuple[np.ndarray, np.ndarray]]], methods: dict[str, Method]
+    path: Path,
+    cases: list[tuple[str, tuple[np.ndarray, np.ndarray]]],
+    methods: dict[str, Method],
+    reference: str | None = "clean",
 ) -> None:
     """A PNG grid: per case a row of every method's output, then the clean image, labelled.
 
     Args:
         cases: ``(row label, (clean, degraded))``; images ``(H, W, 3)`` float32 RGB in [0, 1],
             resized to the first case's size.
+        reference: the label of the last tile, the clean image; None leaves it out
+            (when there is no clean image, e.g. unsupervised smoothing).
     """
     height, width = cases[0][1][0].shape[:2]
     rows = []
     for label, (clean, degraded) in cases:
         tiles = [(name, method(degraded)) for name, method in methods.items()]
-        tiles.append(("clean", clean))
+        if reference is not None:
+            tiles.append((reference, clean))
         strip = []
         for name, image in tiles:
             tile = cv2.resize(np.clip(image, 0, 1), (width, height), interpolation=cv2.INTER_AREA)

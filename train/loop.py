@@ -91,12 +91,42 @@ def initial_model(spec: RestorerSpec, options: TrainOptions) -> nn.Module:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """A validation score other than PSNR on pairs (unsupervised recipes). Higher is better.
+
+    ``key`` names it in the history and the weights' metadata (``val_...``);
+    ``label`` and ``unit`` in the log.
+    """
+
+    key: str
+    label: str
+    unit: str
+    score: Callable[[nn.Module], float]
+
+
+#: The default validation: mean PSNR of the model on (degraded, clean) pairs.
+PSNR_KEY, PSNR_LABEL, PSNR_UNIT = "val_psnr", "PSNR", "dB"
+
+
+@dataclass(frozen=True)
 class FitResult:
     best_weights: Path
-    best_psnr: float
+    best_score: float
     epochs: int
     stopped_early: bool
     history: list[dict[str, float]]
+    score_key: str = PSNR_KEY
+    score_label: str = PSNR_LABEL
+    score_unit: str = PSNR_UNIT
+
+    def describe(self) -> str:
+        """e.g. ``"best validation PSNR 27.31 dB"``."""
+        return f"best validation {self.score_label} {_score_text(self.best_score, self.score_unit)}"
+
+
+def _score_text(score: float, unit: str) -> str:
+    """``"27.31 dB"``, or ``"-1039.57"`` for a score without a unit."""
+    return f"{score:.2f} {unit}".rstrip()
 
 
 def batch_psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -122,7 +152,7 @@ def fit(
     spec: RestorerSpec,
     *,
     batches_for_epoch: Callable[[int], Callable[[], Batch]],
-    validation: Batch,
+    validation: Batch | Validation,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     objective: Objective | None = None,
     schedule: Schedule,
@@ -131,12 +161,13 @@ def fit(
     resume: bool = False,
     progress: bool = True,
 ) -> FitResult:
-    """Train ``model`` until validation PSNR stops improving.
+    """Train ``model`` until its validation score (PSNR by default) stops improving.
 
     Args:
         batches_for_epoch: epoch number -> a function returning the next training
             batch. Seeding per epoch makes a resumed run draw the same data.
-        validation: fixed (degraded, clean) pairs for early stopping.
+        validation: fixed (degraded, clean) pairs for early stopping on PSNR, or a
+            :class:`Validation` with its own score.
         loss_fn: ``loss_fn(model(degraded), clean)`` on ``(degraded, clean)`` batches;
             or else
         objective: the loss of a whole batch of any form (see :class:`Objective`).
@@ -165,13 +196,31 @@ def fit(
         if schedule.plateau_patience > 0
         else None
     )
-    start_epoch, best_psnr, bad_epochs = 0, -math.inf, 0
+    if isinstance(validation, Validation):
+        key, label, unit, score = (
+            validation.key,
+            validation.label,
+            validation.unit,
+            validation.score,
+        )
+    else:
+        key, label, unit = PSNR_KEY, PSNR_LABEL, PSNR_UNIT
+
+        def score(model: nn.Module) -> float:
+            return validate(model, validation)
+
+    start_epoch, best_score, bad_epochs = 0, -math.inf, 0
     history: list[dict[str, float]] = []
     if resume:
-        start_epoch, best_psnr, bad_epochs, history = _restore(
+        start_epoch, best_score, bad_epochs, history = _restore(
             model, optimizer, plateau, objective, out_dir
         )
-        log.info("resumed at epoch %d (best validation PSNR %.2f dB)", start_epoch, best_psnr)
+        log.info(
+            "resumed at epoch %d (best validation %s %s)",
+            start_epoch,
+            label,
+            _score_text(best_score, unit),
+        )
 
     epoch = start_epoch
     stopped_early = False
@@ -198,32 +247,33 @@ def fit(
             running += loss.detach().item()
             if hasattr(steps, "set_postfix") and step % 10 == 0:
                 steps.set_postfix(loss=f"{running / (step + 1):.5f}")
-        val_psnr = validate(model, validation)
+        val_score = score(model)
         if plateau is not None:
-            plateau.step(val_psnr)
-        improved = val_psnr > best_psnr + schedule.min_delta
+            plateau.step(val_score)
+        improved = val_score > best_score + schedule.min_delta
         bad_epochs = 0 if improved else bad_epochs + 1
-        best_psnr = max(best_psnr, val_psnr)
+        best_score = max(best_score, val_score)
         record = {
             "epoch": epoch + 1,
             "train_loss": running / schedule.steps_per_epoch,
-            "val_psnr": val_psnr,
+            key: val_score,
             "learning_rate": optimizer.param_groups[0]["lr"],
             "seconds": time.monotonic() - started,
         }
         history.append(record)
         log.info(
-            "epoch %d: loss %.5f, validation PSNR %.2f dB%s (%.0f s)",
+            "epoch %d: loss %.5f, validation %s %s%s (%.0f s)",
             epoch + 1,
             record["train_loss"],
-            val_psnr,
+            label,
+            _score_text(val_score, unit),
             " (best)" if improved else "",
             record["seconds"],
         )
         checkpoint_metadata = {
             **metadata,
             "epoch": epoch + 1,
-            "val_psnr": val_psnr,
+            key: val_score,
             "history": history,
         }
         if improved:
@@ -235,7 +285,7 @@ def fit(
                 "plateau": plateau.state_dict() if plateau is not None else {},
                 "objective": objective.state_dict() if objective is not None else {},
                 "epoch": epoch + 1,
-                "best_psnr": best_psnr,
+                "best_score": best_score,
                 "bad_epochs": bad_epochs,
                 "history": history,
             },
@@ -244,7 +294,9 @@ def fit(
     else:
         epoch = schedule.max_epochs
         stopped_early = bad_epochs >= schedule.patience
-    return FitResult(out_dir / "best.safetensors", best_psnr, epoch, stopped_early, history)
+    return FitResult(
+        out_dir / "best.safetensors", best_score, epoch, stopped_early, history, key, label, unit
+    )
 
 
 def fit_and_ship(
@@ -253,7 +305,7 @@ def fit_and_ship(
     """:func:`fit`, then write the best checkpoint as ``out_dir/NAME.safetensors`` in FP16.
 
     The FP16 file is what the package ships: it carries ``metadata`` plus the best
-    validation PSNR, the epochs run and the training time.
+    validation score (``val_psnr`` or the recipe's key), the epochs run and the training time.
     """
     from smokeclear.nets.loading import load_restorer
 
@@ -266,13 +318,13 @@ def fit_and_ship(
         spec,
         {
             **metadata,
-            "val_psnr": result.best_psnr,
+            result.score_key: result.best_score,
             "epochs": result.epochs,
             "train_seconds": round(time.monotonic() - started),
         },
         dtype=torch.float16,
     )
-    log.info("best validation PSNR %.2f dB; FP16 weights in %s", result.best_psnr, shipped)
+    log.info("%s; FP16 weights in %s", result.describe(), shipped)
     return result
 
 
@@ -303,7 +355,8 @@ def _restore(
         plateau.load_state_dict(state["plateau"])
     if objective is not None and state.get("objective"):
         objective.load_state_dict(state["objective"])
-    return state["epoch"], state["best_psnr"], state["bad_epochs"], list(state["history"])
+    best = state["best_score"] if "best_score" in state else state["best_psnr"]  # older runs
+    return state["epoch"], best, state["bad_epochs"], list(state["history"])
 
 
 def _progress(total: int, description: str, enabled: bool) -> Any:

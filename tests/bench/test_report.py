@@ -133,7 +133,11 @@ def test_paper_figures_sit_beside_ours_at_the_same_size():
     assert [r["status"] for r in desmoke] == ["compared", "compared"]
     assert desmoke[0]["ours"][0]["infer_vs_paper"] == pytest.approx(52.6 * 0.038)
     others = {r["restorer"]: r["status"] for r in references if r["restorer"] != "desmoke"}
-    assert others == {"dereflect": "not measured", "smooth": "pending", "lowlight": "not measured"}
+    assert others == {
+        "dereflect": "not measured",
+        "smooth": "not measured",
+        "lowlight": "not measured",
+    }
     dereflect = next(r for r in references if r["restorer"] == "dereflect")
     assert "not in --restorer" in dereflect["why"], "registered, but this run left it out"
     not_timed = paper_references(results())[0]

@@ -55,3 +55,24 @@ def test_aoti_engine_recovers_from_a_corrupt_package_and_matches_torch(
 def test_cuda_graphs_need_a_cuda_device(tiny_weights):
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         AotiEngine(lambda: None, lambda module, example: Path(), device="cpu", cuda_graphs=True)
+
+
+def test_detail_gain_cannot_change_in_a_compiled_package(tiny_smooth_weights, monkeypatch, caplog):
+    """The package compiles the gain in: the engine says so once and reports False."""
+    from smokeclear.runtime import EngineRequest, build_chain
+
+    request = EngineRequest(
+        (get_restorer("smooth"),), weights={"smooth": tiny_smooth_weights}, detail_gain=2.0
+    )
+    module = build_chain(request)
+    # Run the module itself instead of a compiled package (minutes to build): only the
+    # engine's answer is under test here.
+    monkeypatch.setattr(AotiEngine, "_load", lambda self, module, example: module)
+    engine = AotiEngine(lambda: module, lambda module, example: Path(), device="cpu")
+    engine.start(32, 32)
+    with caplog.at_level(logging.WARNING):
+        assert engine.set_detail_gain(3.0) is False
+        assert engine.set_detail_gain(4.0) is False
+    warnings = [r.getMessage() for r in caplog.records if "detail gain" in r.getMessage()]
+    assert len(warnings) == 1 and "stays x2" in warnings[0], warnings
+    engine.close()

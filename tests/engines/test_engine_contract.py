@@ -18,6 +18,7 @@ from smokeclear.registry import get_restorer
 from smokeclear.runtime import EngineRequest, create_engine
 
 DESMOKE = get_restorer("desmoke")
+SMOOTH = get_restorer("smooth")
 
 BACKENDS = [
     pytest.param(("onnxruntime", "cpu"), id="onnxruntime-cpu"),
@@ -113,3 +114,52 @@ def test_engines_refuse_frames_outside_the_contract(backend, tiny_weights, frame
     engine.start(32, 32)
     with pytest.raises(ValueError, match="uint8 BGR"):
         engine.upload(frame)
+
+
+# --------------------------------------------------------------------------- detail gain
+
+
+def smooth_engine(backend: tuple[str, str], weights: Path, detail_gain: float | None):
+    name, device = backend
+    request = EngineRequest(
+        (SMOOTH,), backend=name, device=device, weights={"smooth": weights}, detail_gain=detail_gain
+    )
+    engine, _ = create_engine(request)
+    engine.start(48, 64)
+    return engine
+
+
+def test_detail_gain_changes_the_next_frame(backend, tiny_smooth_weights):
+    """Gain 1 gives the frame back, gain 0 the smooth picture, 3 something else again."""
+    frame = scene_frame(64, 48)
+    smooth = smooth_engine(backend, tiny_smooth_weights, None)
+    smoothed = smooth.download(smooth.infer(smooth.upload(frame)), 48, 64)
+    assert smooth.set_detail_gain(2.0) is False, f"{smooth.name}: smooth mode has no detail stage"
+    smooth.close()
+    assert np.abs(smoothed.astype(int) - frame).max() > 4, "the tiny smoother changes the frame"
+
+    engine = smooth_engine(backend, tiny_smooth_weights, 1.0)
+    tolerance = TOLERANCE[backend[1]]
+
+    def run() -> np.ndarray:
+        return engine.download(engine.infer(engine.upload(frame)), 48, 64)
+
+    assert np.abs(run().astype(int) - frame).max() <= tolerance, "gain 1 returns the frame"
+    if backend[0] == "aoti":  # the package compiles the gain in
+        assert engine.set_detail_gain(0.0) is False
+        engine.close()
+        return
+    assert engine.set_detail_gain(0.0) is True
+    difference = np.abs(run().astype(int) - smoothed).max()
+    assert difference <= tolerance, f"{engine.name}: gain 0 should be the smooth picture"
+    assert engine.set_detail_gain(3.0) is True
+    magnified = run().astype(int)
+    assert np.abs(magnified - frame).max() > 4 and np.abs(magnified - smoothed).max() > 4
+    engine.close()
+
+
+def test_engines_without_a_detail_stage_refuse_a_gain(backend, tiny_weights):
+    engine = make_engine(backend, tiny_weights)
+    engine.start(32, 32)
+    assert engine.set_detail_gain(2.0) is False
+    engine.close()

@@ -67,6 +67,13 @@ def test_engine_refuses_frames_before_start(tmp_path):
     engine.close()  # closing an engine that never started is harmless
 
 
+def test_detail_gain_before_start_is_refused(tmp_path):
+    """Only a started engine knows whether its plan has a detail_gain input."""
+    engine = TensorRTEngine(tmp_path / "x.plan", detail_gain=2.0)
+    assert engine.detail_gain == 2.0
+    assert engine.set_detail_gain(3.0) is False
+
+
 # --------------------------------------------------------------------------- cuda_check
 
 

@@ -166,6 +166,31 @@ def test_working_resolution_guided_upsampling_stays_fp32(tmp_path):
     assert report.psnr_db > TYPED_MIN_PSNR_DB, str(report)
 
 
+def test_fp16_detail_model_takes_a_float32_gain(tiny_smooth_weights):
+    """The detail stage is hand-written arithmetic: it and its gain input stay FP32."""
+    from smokeclear.runtime import EngineRequest, onnx_fp16_model, onnx_model
+
+    request = EngineRequest(
+        (get_restorer("smooth"),), weights={"smooth": tiny_smooth_weights}, detail_gain=2.0
+    )
+    fp16_path, fp32_path = onnx_fp16_model(request), onnx_model(request)
+    model = onnx.load(str(fp16_path))
+    check_typed(model)
+    gain = next(value for value in model.graph.input if value.name == "detail_gain")
+    assert gain.type.tensor_type.elem_type == FLOAT, "detail_gain stays a float32 input"
+    types = value_types(model)
+    readers = [node for node in model.graph.node if "detail_gain" in node.input]
+    assert readers and all(types[node.output[0]] == FLOAT for node in readers)
+    frame = np.random.default_rng(0).random((1, 3, 16, 24), dtype=np.float32)
+    for detail_gain in (0.0, 3.0):
+        typed = compare_models(
+            fp32_path, fp16_path, [frame], evaluator="reference", detail_gain=detail_gain
+        )
+        upcast = compare_models(fp32_path, fp16_path, [frame], detail_gain=detail_gain)
+        assert typed.psnr_db > TYPED_MIN_PSNR_DB, f"gain {detail_gain}: {typed}"
+        assert upcast.psnr_db > TYPED_MIN_PSNR_DB, f"gain {detail_gain}: {upcast}"
+
+
 def test_parity_inputs_hold_random_and_scene_frames():
     frames = parity_inputs(32)
     assert [f.shape for f in frames] == [(1, 3, 64, 96), (1, 3, 128, 64), *[(1, 3, 64, 96)] * 2]
@@ -243,3 +268,15 @@ def test_cli_bad_export_input_is_one_line_and_exit_2(argv, message, tmp_path, ca
     assert len(err) == 1 and err[0].startswith("smokeclear: error: "), err
     assert message in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "out").exists(), "nothing written"
+
+
+@pytest.mark.parametrize("multiple", [1, 2, 8, 32])
+def test_parity_inputs_fit_the_multiple_and_the_scene_at_any_multiple(multiple):
+    """Small multiples (smooth's is 2) still give scene frames of at least 16 px."""
+    frames = parity_inputs(multiple)
+    assert len(frames) == 4
+    for frame in frames:
+        height, width = frame.shape[2:]
+        assert height % multiple == 0 and width % multiple == 0
+        assert min(height, width) >= 16
+        assert frame.dtype == np.float32 and frame.min() >= 0 and frame.max() <= 1

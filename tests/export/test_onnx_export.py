@@ -7,8 +7,10 @@ import torch
 from smokeclear.export.fp16 import parity_inputs
 from smokeclear.export.onnx_export import OPSET, check_parity, export_onnx
 from smokeclear.nets.loading import load_restorer
+from smokeclear.nets.smooth import DetailMagnify
 from smokeclear.nets.wrappers import WorkingResolution
 from smokeclear.registry import get_restorer
+from smokeclear.runtime import EngineRequest, build_chain
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +60,55 @@ def test_no_maxpool_index_outputs_reach_the_graph(exported):
     for node in onnx.load(str(path)).graph.node:
         if node.op_type == "MaxPool":
             assert len(node.output) == 1, "TensorRT rejects MaxPool index outputs"
+
+
+# --------------------------------------------------------------------------- detail mode
+
+
+@pytest.fixture(scope="module")
+def detail_exported(tiny_smooth_weights: Path, tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    request = EngineRequest(
+        (get_restorer("smooth"),), weights={"smooth": tiny_smooth_weights}, detail_gain=2.0
+    )
+    module = build_chain(request)
+    path = tmp_path_factory.mktemp("onnx") / "smooth-detail.onnx"
+    export_onnx(module, path, {"restorers": "smooth"})
+    return module, path
+
+
+def test_detail_model_takes_the_gain_as_a_float32_input(detail_exported):
+    _, path = detail_exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    inputs = {value.name: value.type.tensor_type for value in model.graph.input}
+    assert list(inputs) == ["image", "detail_gain"]
+    gain = inputs["detail_gain"]
+    assert gain.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_value for d in gain.shape.dim] == [1]
+    baked = [init.name for init in model.graph.initializer if "detail_gain" in init.name]
+    assert not baked, f"the gain must not be baked in: {baked}"
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert metadata["inputs"] == "image,detail_gain"
+
+
+@pytest.mark.parametrize("gain", [0.5, 3.0])
+def test_detail_model_matches_pytorch_at_any_gain(detail_exported, gain):
+    module, path = detail_exported
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.rand(1, 3, 24, 40, generator=generator)]
+    stage = next(m for m in module.modules() if isinstance(m, DetailMagnify))
+    stage.set_gain(gain)
+    try:
+        report = check_parity(module, path, inputs)
+    finally:
+        stage.set_gain(2.0)
+    assert report.max_abs_error < 1e-4, f"gain {gain}: {report}"
+
+
+def test_smooth_mode_models_keep_one_input(tiny_smooth_weights, tmp_path):
+    request = EngineRequest((get_restorer("smooth"),), weights={"smooth": tiny_smooth_weights})
+    path = tmp_path / "smooth.onnx"
+    export_onnx(build_chain(request), path, {})
+    model = onnx.load(str(path))
+    assert [value.name for value in model.graph.input] == ["image"]
+    assert {p.key: p.value for p in model.metadata_props}["inputs"] == "image"

@@ -26,6 +26,7 @@ from smokeclear.export.tensorrt_build import (
     check_precision,
     format_profile,
     fp16_sibling,
+    image_input_name,
     model_metadata,
     network_flags,
     onnx_has_fp16,
@@ -292,6 +293,36 @@ def test_progress_cancel_asks_tensorrt_to_stop():
     progress.phase_start("Building engine", None, 1)
     progress.cancel.set()
     assert progress.step_complete("Building engine", 0) is False
+
+
+# --------------------------------------------------------------------------- network inputs
+
+
+def _network(*inputs):
+    """A stand-in for a parsed ``trt.INetworkDefinition``: only its inputs."""
+    tensors = [SimpleNamespace(name=name, shape=shape) for name, shape in inputs]
+    return SimpleNamespace(num_inputs=len(tensors), get_input=tensors.__getitem__)
+
+
+def test_image_input_alone_or_with_a_fixed_detail_gain():
+    image = ("image", (1, 3, -1, -1))
+    assert image_input_name(_network(image), Path("m.onnx")) == "image"
+    assert image_input_name(_network(("detail_gain", (1,)), image), Path("m.onnx")) == "image"
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        (),
+        (("a", (1, 3, -1, -1)), ("b", (1, 3, -1, -1))),
+        (("image", (1, 3, -1, -1)), ("detail_gain", (-1,))),
+        (("detail_gain", (1,)),),
+    ],
+)
+def test_other_input_sets_are_refused_with_the_export_fix(inputs):
+    with pytest.raises(UserError) as error:
+        image_input_name(_network(*inputs), Path("m.onnx"))
+    assert "smokeclear export" in error.value.fix
 
 
 # --------------------------------------------------------------------------- without TensorRT

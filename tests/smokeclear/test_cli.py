@@ -60,15 +60,22 @@ def test_live_run_on_the_synthetic_scene_records_and_summarises(tmp_path, capsys
 
 
 @pytest.mark.parametrize(
-    "chain", ["dereflect", "desmoke,dereflect", "lowlight", "desmoke,lowlight"]
+    "chain",
+    ["dereflect", "desmoke,dereflect", "lowlight", "desmoke,lowlight", "smooth", "desmoke,smooth"],
 )
 def test_restorers_run_live_alone_and_after_desmoke(
-    chain, capsys, tiny_weights, tiny_dereflect_weights, tiny_lowlight_weights
+    chain,
+    capsys,
+    tiny_weights,
+    tiny_dereflect_weights,
+    tiny_lowlight_weights,
+    tiny_smooth_weights,
 ):
     weights = {
         "desmoke": tiny_weights,
         "dereflect": tiny_dereflect_weights,
         "lowlight": tiny_lowlight_weights,
+        "smooth": tiny_smooth_weights,
     }
     code = main(
         [
@@ -204,6 +211,32 @@ def test_restore_matches_the_engine_exactly(tmp_path, tiny_weights):
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "out.png")), expected)
 
 
+def test_live_detail_magnification_on_onnxruntime(capsys, tiny_smooth_weights):
+    argv = ["--display", "none", "--size", "64x48", "--fps", "30", "--max-frames", "15"]
+    smooth = ["--restorer", "smooth", "--weights", str(tiny_smooth_weights)]
+    code = main([*argv, *smooth, "--backend", "onnxruntime", "--detail-gain", "2.5"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "captured 15" in printed
+    assert re.search(r"processed [1-9]", printed), f"the engine ran: {printed}"
+
+
+def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
+    """Gain 1 gives the frame back; gain 3 does not."""
+    from smokeclear.synthetic.scene import LaparoscopicScene
+
+    frame = LaparoscopicScene(64, 48, seed=1).render(12).smoky
+    cv2.imwrite(str(tmp_path / "in.png"), frame)
+    common = ["--restorer", "smooth", "--weights", str(tiny_smooth_weights), "--work-scale", "1"]
+    outputs = {}
+    for gain in ("1", "3"):
+        out = tmp_path / f"gain{gain}.png"
+        argv = ["restore", str(tmp_path / "in.png"), str(out), "--backend", "torch"]
+        assert main([*argv, *common, "--detail-gain", gain]) == 0
+        outputs[gain] = cv2.imread(str(out)).astype(int)
+    assert np.abs(outputs["1"] - frame).max() <= 1, "gain 1 returns the frame"
+    assert np.abs(outputs["3"] - frame).max() > 4, "gain 3 magnifies the detail"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -220,6 +253,14 @@ def test_restore_matches_the_engine_exactly(tmp_path, tiny_weights):
         (["restore", "nothing.png", "out.png"], "does not exist"),
         (["restore", "image.png", "out.jpg"], "not a lossless still format"),
         (["train", "desmoke", "--out", "x", "--config", "BADCONFIG"], "unknown key 'widht'"),
+        (["--detail-gain", "2"], "--detail-gain needs the smooth restorer"),
+        (["--detail-gain", "-1", "--restorer", "smooth"], "--detail-gain -1 is negative"),
+        (["--detail-gain", "nan", "--restorer", "smooth"], "--detail-gain nan is not a number"),
+        (["restore", "image.png", "o.png", "--detail-gain", "2"], "needs the smooth restorer"),
+        (
+            ["restore", "image.png", "o.png", "--restorer", "smooth", "--detail-gain", "-0.5"],
+            "--detail-gain -0.5 is negative",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):

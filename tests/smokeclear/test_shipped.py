@@ -23,8 +23,11 @@ def test_each_restorer_ships_loadable_fp16_weights(name):
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_shipped_weights_record_how_they_were_made(name):
     metadata = weights_metadata(REGISTRY[name].weights)
-    for key in ("network_config", "train_config", "data_recipe", "val_psnr"):
+    for key in ("network_config", "train_config", "data_recipe"):
         assert key in metadata, f"{name}: shipped weights lack {key!r} in their metadata"
+    # Supervised recipes validate on PSNR; unsupervised smooth on its energy.
+    validation = "val_neg_energy" if name == "smooth" else "val_psnr"
+    assert validation in metadata, f"{name}: shipped weights lack {validation!r}"
 
 
 def test_shipped_desmoke_config_loads():
@@ -70,3 +73,27 @@ def test_shipped_lowlight_config_keeps_the_papers_loss_weights_and_data():
     assert (train.perceptual_weight, train.adversarial_weight) == (0.05, 1e-3), "Eq. 7"
     assert train.gamma_range == (2.0, 4.0) and train.patch_size == 128
     assert train.weight_decay == 1e-5 and train.betas == (0.9, 0.999)
+
+
+def test_shipped_smooth_config_keeps_the_papers_network_and_energy():
+    from smokeclear.config import load_config
+    from smokeclear.nets.smooth import PAPER_DILATIONS, SmoothConfig
+    from smokeclear.train.smooth import SmoothTrainConfig
+
+    spec = REGISTRY["smooth"]
+    network = load_config(SmoothConfig, spec.default_config, "network")
+    assert network.dilations == PAPER_DILATIONS
+    energy = load_config(SmoothTrainConfig, spec.default_config, "train").energy
+    paper = (0.1, 7.0, 1.0, 0.1, 5.0, 20.0, 10.0, 21)
+    ours = (
+        energy.sigma_color,
+        energy.sigma_space,
+        energy.flatten_weight,
+        energy.edge_weight,
+        energy.large_weight,
+        energy.c1,
+        energy.c2,
+        energy.window,
+    )
+    assert ours == paper, "the paper's Sec. 4 defaults"
+    assert (energy.p_large, energy.p_small) == (2.0, 0.8)

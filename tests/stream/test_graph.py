@@ -14,7 +14,7 @@ import pytest
 
 from smokeclear.stream import graph as graph_module
 from smokeclear.stream.frame import Mode
-from smokeclear.stream.graph import Graph, GraphSettings
+from smokeclear.stream.graph import Graph, GraphSettings, LiveControls
 from smokeclear.stream.sinks import NullSink, VideoRecorder
 from smokeclear.stream.sources import SourceLost
 from smokeclear.stream.sources.synthetic import SyntheticSource
@@ -227,3 +227,136 @@ def test_stop_request_ends_a_live_run_and_finalises_the_recording(invert_engine_
     capture.release()
     assert frames == recorder.frames_written == len(shown) - recorder.dropped
     assert frames > 10
+
+
+# --------------------------------------------------------------------------- live controls
+
+
+@pytest.mark.parametrize(
+    ("start", "keys", "expected"),
+    [
+        (2.0, "]", 2.5),
+        (2.0, "[[", 1.0),
+        (0.5, "[[[", 0.0),  # clamped at 0
+        (9.5, "]]]", 10.0),  # clamped at 10
+    ],
+)
+def test_window_keys_step_the_detail_gain_within_its_range(start, keys, expected):
+    controls = LiveControls(start)
+    for key in keys:
+        assert controls.handle_key(ord(key)) is True
+    assert controls.detail_gain == expected
+    assert controls.handle_key(ord("x")) is False, "other keys are not ours"
+
+
+def test_controls_count_changes_and_ignore_keys_without_a_detail_stage():
+    controls = LiveControls(2.0)
+    assert controls.snapshot() == (0, 2.0)
+    controls.handle_key(ord("]"))
+    controls.handle_key(ord("["))
+    assert controls.snapshot() == (2, 2.0), "every change counts, even back to the same value"
+    controls.adjust_detail_gain(-5.0)
+    controls.adjust_detail_gain(-5.0)
+    assert controls.snapshot() == (3, 0.0), "a step that changes nothing is no change"
+    smooth = LiveControls(None)
+    assert smooth.handle_key(ord("]")) and smooth.snapshot() == (0, None)
+
+
+class GainEngine:
+    """An engine double with a detail stage: output = frame scaled by the gain it was given."""
+
+    def __init__(self, gain: float, live: bool = True) -> None:
+        self.name = "gain-double"
+        self.gain = gain
+        self.live = live
+        self.gains: list[float] = []  # every set_detail_gain call
+        self.applied_at: list[int] = []  # infer calls before each one
+        self.calls = 0
+        self.started = 0
+
+    def start(self, height: int, width: int) -> None:
+        self.started += 1
+
+    def upload(self, frame: np.ndarray) -> np.ndarray:
+        return frame.copy()
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.clip(tensor * self.gain, 0, 255).astype(np.uint8)
+
+    def download(self, tensor: np.ndarray, height: int, width: int) -> np.ndarray:
+        return tensor
+
+    def set_detail_gain(self, gain: float) -> bool:
+        self.gains.append(gain)
+        self.applied_at.append(self.calls)
+        if self.live:
+            self.gain = gain
+        return self.live
+
+    def close(self) -> None:
+        pass
+
+
+class PressKey(NullSink):
+    """Presses a key in the 'window' when the n-th view arrives; keeps the status lines."""
+
+    def __init__(self, on_view: int, key: str) -> None:
+        super().__init__()
+        self.on_view, self.key = on_view, key
+        self.on_key = None
+
+    def write(self, view: np.ndarray) -> None:
+        super().write(view)
+        if self.frames == self.on_view and self.on_key is not None:
+            self.on_key(ord(self.key))
+
+
+def test_graph_hands_a_changed_gain_to_the_engine_before_the_next_frame(monkeypatch):
+    labels: list[str] = []
+    original = graph_module.draw_status
+
+    def spy(image, mode, detail=""):
+        labels.append(detail)
+        return original(image, mode, detail)
+
+    monkeypatch.setattr(graph_module, "draw_status", spy)
+    engine = GainEngine(2.0)
+    sink = PressKey(on_view=3, key="]")
+    graph, _ = make_graph(engine, 12, live=False, sinks=[sink], detail_gain=2.0)
+    sink.on_key = graph.controls.handle_key
+    report = graph.run()
+    assert report.counters.processed == 12
+    assert engine.gains == [2.0, 2.5], "the start gain once, then the key's change once"
+    assert engine.applied_at[0] == 0 and 3 <= engine.applied_at[1] < 12
+    assert "detail x2" in labels[0] and "detail x2.5" in labels[-1], labels
+
+
+@pytest.mark.expect_errors
+def test_a_fresh_engine_after_a_hang_gets_the_current_gain():
+    hang = threading.Event()
+
+    class Stuck(GainEngine):
+        def infer(self, tensor):
+            hang.wait()
+            return super().infer(tensor)
+
+    stuck, healthy = Stuck(2.0), GainEngine(2.0)
+    graph, _ = make_graph(stuck, 120, factory=lambda: healthy, restart_after_s=0.3, detail_gain=2.0)
+    graph.controls.adjust_detail_gain(1.5)
+    try:
+        report = graph.run()
+    finally:
+        hang.set()
+    assert report.counters.engine_restarts >= 1 and healthy.started == 1
+    assert healthy.gains[:1] == [3.5] and healthy.applied_at[0] == 0, healthy.gains
+
+
+def test_an_engine_that_cannot_change_the_gain_keeps_its_own():
+    engine = GainEngine(2.0, live=False)
+    sink = PressKey(on_view=2, key="]")
+    graph, _ = make_graph(engine, 8, live=False, sinks=[sink], detail_gain=2.0)
+    sink.on_key = graph.controls.handle_key
+    graph.run()
+    assert graph.controls.detail_gain == 2.0 and graph.controls.detail_gain_fixed
+    assert engine.gains == [2.0], "refused once at the start; later keys change nothing"

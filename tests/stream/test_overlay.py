@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from smokeclear.stream.frame import Mode
-from smokeclear.stream.overlay import MODE_COLOURS, compose_view, draw_status, no_signal_card
+from smokeclear.stream.overlay import (
+    MODE_COLOURS,
+    compose_view,
+    detail_gain_label,
+    draw_status,
+    no_signal_card,
+)
 
 
 def test_views_lay_out_raw_and_restored():
@@ -42,3 +48,9 @@ def test_bypass_is_framed_all_around():
 def test_no_signal_card():
     card = no_signal_card(160, 90)
     assert card.shape == (90, 160, 3)
+
+
+def test_detail_gain_label():
+    assert detail_gain_label(None) == "", "smooth mode shows no gain"
+    assert detail_gain_label(2.5) == "detail x2.5"
+    assert detail_gain_label(2.0, fixed=True) == "detail x2 (fixed)"

@@ -37,3 +37,22 @@ def test_window_without_display_is_a_user_error(monkeypatch):
     monkeypatch.setattr("sys.platform", "linux")
     with pytest.raises(UserError, match="no display"):
         WindowSink().start(32, 24, 30)
+
+
+def test_window_hands_keys_to_its_callback_and_survives_its_errors(monkeypatch, caplog):
+    keys = iter([ord("]"), 0xFF, ord("["), ord("q")])
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
+    monkeypatch.setattr(cv2, "getWindowProperty", lambda title, prop: 1.0)
+    pressed: list[int] = []
+
+    def on_key(key: int) -> None:
+        pressed.append(key)
+        if key == ord("["):
+            raise RuntimeError("control failed")
+
+    window = WindowSink(on_key=on_key)
+    assert window.pump() and window.pump(), "keys and no key keep the window running"
+    assert window.pump(), "an error in a control never reaches the display loop"
+    assert "control failed" in caplog.text
+    assert window.pump() is False, "q still stops"
+    assert pressed == [ord("]"), ord("[")], "no-key polls are not passed on"
