@@ -158,4 +158,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from smokeclear.errors import exit_status
+
+    raise SystemExit(exit_status("smokeclear.bench.backends", main))

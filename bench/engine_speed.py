@@ -195,4 +195,6 @@ def write_results(path: Path, results: list[dict[str, Any]]) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from smokeclear.errors import exit_status
+
+    raise SystemExit(exit_status("smokeclear.bench.engine_speed", main))

@@ -7,6 +7,9 @@ a wrong flag tells the user nothing they can act on.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class UserError(Exception):
     """A problem the user can fix: bad path, bad flag, corrupt file, missing device."""
@@ -18,6 +21,15 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.problem.rstrip('.')}. {self.fix}"
+
+
+def exit_status(program: str, main: Callable[[], int]) -> int:
+    """Run a tool's ``main``; a :class:`UserError` becomes one line on stderr and status 2."""
+    try:
+        return main()
+    except UserError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
 
 
 class FrameFormatError(ValueError):

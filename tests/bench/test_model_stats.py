@@ -21,3 +21,18 @@ def test_flops_grow_with_the_frame_and_write_json(tmp_path, capsys):
     assert large["gflops"] == small["gflops"] * 4
     assert small["parameters"] == large["parameters"] > 0
     assert "GFLOP per 64x64 frame" in capsys.readouterr().out
+
+
+def test_a_bad_restorer_is_one_line_and_exit_2():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "smokeclear.bench.model_stats", "--restorer", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("smokeclear.bench.model_stats: error: ")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
