@@ -1,0 +1,126 @@
+"""The enhance (DPED) paper's losses, Sec. 3.1: colour, texture, content and total variation.
+
+``L = L_content + 0.4 L_texture + 0.1 L_color + 400 L_tv`` (Eq. 8) in the paper;
+the recipe takes the weights from its config. Images are ``(B, 3, H, W)`` RGB in
+[0, 1]. Where the paper is open, the public TensorFlow code (``aiff22/DPED``)
+decides:
+
+- colour loss (Eq. 2-4): both images blurred by a 21x21 Gaussian of standard
+  deviation 3 px (the public code's kernel; the paper's Eq. 4 reads as variance 3,
+  with ``A = 0.053 = 1 / (6 pi)`` normalising that), zero padding, then the mean
+  squared difference;
+- texture loss (Eq. 5): a discriminator on grayscale images (BT.601 luma, as
+  ``tf.image.rgb_to_grayscale``); the generator minimises ``-log D(fake)``, the
+  discriminator the cross-entropy of real and fake;
+- content loss (Eq. 6): the mean squared difference of VGG-19 ``relu5_4`` features
+  (the public code's ``2 l2_loss / size``);
+- total variation (Eq. 7): the mean squared horizontal plus vertical differences.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smokeclear.train.losses import gaussian_window
+
+#: The colour loss's Gaussian: public code ``gauss_kernel(21, 3, 3)``.
+BLUR_SIZE = 21
+BLUR_SIGMA = 3.0
+#: ``tf.image.rgb_to_grayscale`` weights.
+LUMA = (0.2989, 0.5870, 0.1140)
+
+
+def blur(image: torch.Tensor) -> torch.Tensor:
+    """The colour loss's Gaussian blur, per channel, same size (zero padding)."""
+    channels = image.shape[1]
+    kernel = gaussian_window(BLUR_SIZE, BLUR_SIGMA, channels).to(image)
+    return F.conv2d(image, kernel, padding=BLUR_SIZE // 2, groups=channels)
+
+
+def color_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: mean squared difference of the blurred images (brightness, contrast, colour)."""
+    return F.mse_loss(blur(output), blur(target))
+
+
+def tv_loss(output: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: mean squared horizontal difference plus mean squared vertical difference."""
+    dx = output[..., :, 1:] - output[..., :, :-1]
+    dy = output[..., 1:, :] - output[..., :-1, :]
+    return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+def content_loss(features: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
+    """Eq. 6: mean squared difference of one VGG layer's activations (``relu5_4``)."""
+    return F.mse_loss(features, target_features)
+
+
+def grayscale(image: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB -> ``(B, 1, H, W)`` luma, as the texture discriminator sees it."""
+    weights = image.new_tensor(LUMA).view(1, 3, 1, 1)
+    return (image * weights).sum(dim=1, keepdim=True)
+
+
+class TextureDiscriminator(nn.Module):
+    """The paper's discriminator on grayscale patches (Sec. 3.2; public code's ``adversarial``).
+
+    Five convs with LeakyReLU (0.2), batch norm after all but the first: 11x11
+    stride 4, 5x5 stride 2, 3x3, 3x3 and 3x3 stride 2, ``(1, 2.67, 4, 4, 2.67) x width``
+    channels (48, 128, 192, 192, 128 at the paper's width 48); a 1024-unit fully
+    connected layer with LeakyReLU and one logit. The fully connected layer fixes
+    the patch size.
+
+    Shape:
+        ``(B, 3, P, P)`` RGB in [0, 1] -> ``(B,)`` logits (real = target camera).
+    """
+
+    def __init__(self, patch_size: int = 100, width: int = 48) -> None:
+        super().__init__()
+        if patch_size < 16:
+            raise ValueError(f"patch_size must be >= 16, got {patch_size}")
+        channels = [width, width * 8 // 3, width * 4, width * 4, width * 8 // 3]
+        specs = [(11, 4), (5, 2), (3, 1), (3, 1), (3, 2)]
+        layers: list[nn.Module] = []
+        in_channels = 1
+        for index, ((kernel, stride), out_channels) in enumerate(zip(specs, channels, strict=True)):
+            layers.append(nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if index > 0:
+                layers.append(nn.BatchNorm2d(out_channels))
+            in_channels = out_channels
+        self.patch_size = patch_size
+        self.features = nn.Sequential(*layers)
+        side = patch_size
+        for kernel, stride in specs:
+            side = (side + 2 * (kernel // 2) - kernel) // stride + 1
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_channels * side * side, 1024),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(1024, 1),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.shape[-2:] != (self.patch_size, self.patch_size):
+            raise ValueError(
+                f"the texture discriminator takes {self.patch_size}x{self.patch_size} "
+                f"patches, got {tuple(image.shape[-2:])}"
+            )
+        return self.head(self.features(grayscale(image) * 2.0 - 1.0)).squeeze(1)
+
+
+def texture_losses(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(generator, discriminator)`` losses of Eq. 5 and the discriminator's cross-entropy.
+
+    The generator's is ``-log D(fake)`` (mean over the batch); the discriminator's
+    is ``-log D(real) - log(1 - D(fake))``. Logits in, so both are numerically safe.
+    """
+    ones, zeros = torch.ones_like(real_logits), torch.zeros_like(fake_logits)
+    generator = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    discriminator = F.binary_cross_entropy_with_logits(
+        real_logits, ones
+    ) + F.binary_cross_entropy_with_logits(fake_logits, zeros)
+    return generator, discriminator
