@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -17,6 +17,9 @@ import torch
 
 from smokeclear.errors import UserError
 from smokeclear.synthetic.scene import LaparoscopicScene
+
+if TYPE_CHECKING:
+    from smokeclear.train.options import TrainOptions
 
 Split = Literal["train", "val", "test"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -36,6 +39,22 @@ SCENE_EVAL_SIZE = (512, 288)
 EVAL_FRAMES_PER_SCENE = 10
 #: Validation pairs do not depend on the training seed, so runs compare.
 VALIDATION_SEED = 999_999
+
+
+def frame_sources(options: TrainOptions, photos: int) -> dict[str, Any]:
+    """The training frames' provenance for a recipe's ``data_recipe`` metadata.
+
+    Args:
+        options: the recipe's training options (``clean_dirs``, ``init_weights``).
+        photos: how many clean photos were loaded for training.
+    """
+    return {
+        "scene_seeds": list(SCENE_SEEDS["train"]),
+        "clean_dirs": [str(p) for p in options.clean_dirs],
+        "clean_photos": photos,
+        "init_weights": str(options.init_weights) if options.init_weights else None,
+        "split": "sha1(file name) % 10: 0-1 test, 2 validation, 3-9 train",
+    }
 
 
 def split_of(name: str) -> Split:

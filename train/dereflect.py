@@ -396,13 +396,9 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
             "reflection": "Eq. 6 with gamma 2.2, alpha U(0.8, 1): specular blobs and streaks, "
             "half the time plus a blurred reflection of another frame (strength U(0.15, 0.5))",
             "scene_highlights": "scene frames with vs without their wet-tissue highlights",
-            "scene_seeds": list(data.SCENE_SEEDS["train"]),
-            "clean_dirs": [str(p) for p in options.clean_dirs],
-            "clean_photos": len(photos),
+            **data.frame_sources(options, len(photos)),
             "real_pairs_dirs": [str(p) for p in options.pairs_dirs],
             "real_pairs": len(real_pairs),
-            "init_weights": str(options.init_weights) if options.init_weights else None,
-            "split": "sha1(file name) % 10: 0-1 test, 2 validation, 3-9 train",
         },
         "loss": {
             "terms": "0.4 composition + 0.2 perceptual + 0.4 mix + 0.01 adversarial (Eq. 15)",

@@ -143,11 +143,7 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
         "data_recipe": {
             "smoke": "scattering composite I = J(1-d) + A d; scene plumes and fractal "
             "cloud layers at opacity U(0.2, 1.0) (max density 0.85)",
-            "scene_seeds": list(data.SCENE_SEEDS["train"]),
-            "clean_dirs": [str(p) for p in options.clean_dirs],
-            "clean_photos": len(photos),
-            "init_weights": str(options.init_weights) if options.init_weights else None,
-            "split": "sha1(file name) % 10: 0-1 test, 2 validation, 3-9 train",
+            **data.frame_sources(options, len(photos)),
         },
         "loss": "mse",
     }

@@ -353,13 +353,9 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
             f"{config.identity_fraction:.0%} left as they are; Gaussian noise sigma "
             f"U(0, {config.noise_max})",
             "augmentation": "random crops, flips, 90-degree rotations",
-            "scene_seeds": list(data.SCENE_SEEDS["train"]),
-            "clean_dirs": [str(p) for p in options.clean_dirs],
-            "clean_photos": len(photos),
+            **data.frame_sources(options, len(photos)),
             "real_pairs_dirs": [str(p) for p in options.pairs_dirs],
             "real_pairs": len(real_pairs),
-            "init_weights": str(options.init_weights) if options.init_weights else None,
-            "split": "sha1(file name) % 10: 0-1 test, 2 validation, 3-9 train",
         },
         "loss": {
             "terms": "mse + 0.05 perceptual + 1e-3 adversarial (Eq. 7)",

@@ -221,11 +221,7 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
             f"U(0, {config.noise_max}) (ours)",
             "augmentation": "random crops, flips, 90-degree rotations",
             "edge_map": "public code's heuristic detector on each patch",
-            "scene_seeds": list(data.SCENE_SEEDS["train"]),
-            "clean_dirs": [str(p) for p in options.clean_dirs],
-            "clean_photos": len(photos),
-            "init_weights": str(options.init_weights) if options.init_weights else None,
-            "split": "sha1(file name) % 10: 0-1 test, 2 validation, 3-9 train",
+            **data.frame_sources(options, len(photos)),
         },
         "loss": "E_d + lambda_f E_f + lambda_e E_e (paper Eq. 1), 8-bit units",
     }
