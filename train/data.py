@@ -173,6 +173,43 @@ def load_pairs(
     return pairs
 
 
+def clean_patch(
+    photos: list[np.ndarray],
+    scenes: list[LaparoscopicScene],
+    size: int,
+    scene_fraction: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A random ``size x size`` crop of a random scene frame (``scene_fraction`` of the
+    time, always without photos) or clean photo; ``(size, size, 3)`` float32 RGB."""
+    if not photos or rng.random() < scene_fraction:
+        scene = scenes[int(rng.integers(len(scenes)))]
+        image = bgr8_to_rgb(scene.render(int(rng.integers(0, 20 * 60 * 30))).clean)
+    else:
+        image = photos[int(rng.integers(len(photos)))]
+    (patch,) = random_crop((image,), size, rng)
+    return np.ascontiguousarray(patch)
+
+
+def oriented_pair_batch(
+    pairs: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(degraded, clean)`` batches of ``pairs``, each pair turned by a random multiple
+    of 90 degrees and mirrored half the time (both images alike)."""
+    turns = rng.integers(0, 4, len(pairs))
+    flips = rng.random(len(pairs)) < 0.5
+    oriented = [
+        [_orient(image, turn, flip) for image in pair]
+        for pair, turn, flip in zip(pairs, turns, flips, strict=True)
+    ]
+    return to_batch([pair[0] for pair in oriented]), to_batch([pair[1] for pair in oriented])
+
+
+def _orient(image: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    image = np.rot90(image, int(turns))
+    return image[:, ::-1] if flip else image
+
+
 def random_pair_crops(
     pairs: list[tuple[np.ndarray, np.ndarray]], size: int, count: int, rng: np.random.Generator
 ) -> list[tuple[np.ndarray, ...]]:

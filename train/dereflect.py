@@ -49,6 +49,7 @@ from smokeclear.train.data import (
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.loop import FitResult, fit_and_ship, initial_model, schedule_for
 from smokeclear.train.losses import (
+    AdversarialObjective,
     Adversary,
     PatchDiscriminator,
     gamma_expand,
@@ -204,7 +205,7 @@ def _stack(images: list[np.ndarray], flips: np.ndarray | None = None) -> torch.T
 # --------------------------------------------------------------------------- loss
 
 
-class DereflectObjective:
+class DereflectObjective(AdversarialObjective):
     """The paper's Eq. 15 over the unrolled iterations, with its own discriminator.
 
     Args:
@@ -266,13 +267,6 @@ class DereflectObjective:
         torch.nn.utils.clip_grad_norm_(
             [model.step.laplacian.kernel], max_norm=self.config.laplacian_clip
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.adversary.state_dict() if self.adversary is not None else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.adversary is not None:
-            self.adversary.load_state_dict(state)
 
 
 def mix_loss(

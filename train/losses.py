@@ -121,6 +121,22 @@ def perceptual_l1(
     return torch.stack(terms).mean()
 
 
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The standard GAN's discriminator loss, ``-log D(real) - log(1 - D(fake))``, from logits.
+
+    lowlight's Eq. 6 and the cross-entropy enhance's texture discriminator minimises;
+    ``binary_cross_entropy_with_logits`` keeps both terms finite for a sure discriminator.
+    """
+    return F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits)
+    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's loss in its non-saturating form (Goodfellow et al.): ``-log D(fake)``."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
 class Adversary:
     """A discriminator with its own Adam, stepped once per generator batch.
 
@@ -170,3 +186,23 @@ class Adversary:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["discriminator_optimizer"])
+
+
+class AdversarialObjective:
+    """Base of the recipes' objectives with an optional :class:`Adversary`.
+
+    ``--resume`` state is the adversary's (discriminator and its Adam), or nothing
+    without one; ``after_backward`` does nothing unless a recipe clips gradients.
+    """
+
+    adversary: Adversary | None = None
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Nothing to clip by default."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.adversary.state_dict() if self.adversary is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state)

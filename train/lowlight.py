@@ -59,7 +59,12 @@ from smokeclear.train import data, evaluation, options
 from smokeclear.train.data import SCENE_EVAL_SIZE, SCENE_TRAIN_SIZE, VALIDATION_SEED
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.loop import FitResult, fit_and_ship, initial_model, schedule_for
-from smokeclear.train.losses import Adversary
+from smokeclear.train.losses import (
+    AdversarialObjective,
+    Adversary,
+    discriminator_loss,
+    generator_loss,
+)
 from smokeclear.train.metrics import hsv_mse, psnr, ssim
 from smokeclear.train.vgg import optional_features
 
@@ -162,14 +167,10 @@ class DarkSampler:
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def clean_patch(self) -> np.ndarray:
-        rng = self.rng
-        if not self.photos or rng.random() < self.config.scene_fraction:
-            scene = self.scenes[int(rng.integers(len(self.scenes)))]
-            image = data.bgr8_to_rgb(scene.render(int(rng.integers(0, 20 * 60 * 30))).clean)
-        else:
-            image = self.photos[int(rng.integers(len(self.photos)))]
-        (patch,) = data.random_crop((image,), self.config.patch_size, self.rng)
-        return np.ascontiguousarray(patch)
+        config = self.config
+        return data.clean_patch(
+            self.photos, self.scenes, config.patch_size, config.scene_fraction, self.rng
+        )
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
@@ -178,20 +179,7 @@ class DarkSampler:
         else:
             cleans = [self.clean_patch() for _ in range(size)]
             pairs = [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
-        turns = self.rng.integers(0, 4, size)
-        flips = self.rng.random(size) < 0.5
-        oriented = [
-            [_orient(image, turn, flip) for image in pair]
-            for pair, turn, flip in zip(pairs, turns, flips, strict=True)
-        ]
-        return data.to_batch([pair[0] for pair in oriented]), data.to_batch(
-            [pair[1] for pair in oriented]
-        )
-
-
-def _orient(image: np.ndarray, turns: int, flip: bool) -> np.ndarray:
-    image = np.rot90(image, int(turns))
-    return image[:, ::-1] if flip else image
+        return data.oriented_pair_batch(pairs, self.rng)
 
 
 # --------------------------------------------------------------------------- loss
@@ -229,18 +217,6 @@ class Discriminator(nn.Module):
         return self.body(image * 2.0 - 1.0)
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Eq. 6 for D: ``-log D(I) - log(1 - D(G(L)))``, from logits."""
-    return F.binary_cross_entropy_with_logits(
-        real_logits, torch.ones_like(real_logits)
-    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-
-
-def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Eq. 6 for G in its non-saturating form (Goodfellow et al.): ``-log D(G(L))``."""
-    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-
-
 def perceptual_mse(vgg: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 5: ``||phi(G(R)) - phi(I)||^2 / (C H W)``, averaged over layers and the batch."""
     with torch.no_grad():
@@ -249,7 +225,7 @@ def perceptual_mse(vgg: nn.Module, output: torch.Tensor, target: torch.Tensor) -
     return torch.stack(terms).mean()
 
 
-class LowlightObjective:
+class LowlightObjective(AdversarialObjective):
     """The paper's Eq. 7 with its own discriminator and optimizer.
 
     Args:
@@ -290,16 +266,6 @@ class LowlightObjective:
         assert self.adversary is not None
         self.adversary.step(discriminator_loss, clean, output)
         return generator_loss(self.adversary.judge(output))
-
-    def after_backward(self, model: nn.Module) -> None:
-        """Nothing to clip: the paper trains with plain Adam."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.adversary.state_dict() if self.adversary is not None else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.adversary is not None:
-            self.adversary.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------- train

@@ -110,12 +110,9 @@ class FrameSampler:
 
     def patch(self) -> np.ndarray:
         rng, config = self.rng, self.config
-        if not self.photos or rng.random() < config.scene_fraction:
-            scene = self.scenes[int(rng.integers(len(self.scenes)))]
-            image = data.bgr8_to_rgb(scene.render(int(rng.integers(0, 20 * 60 * 30))).clean)
-        else:
-            image = self.photos[int(rng.integers(len(self.photos)))]
-        (patch,) = data.random_crop((image,), config.patch_size, rng)
+        patch = data.clean_patch(
+            self.photos, self.scenes, config.patch_size, config.scene_fraction, rng
+        )
         patch = np.rot90(patch, int(rng.integers(0, 4)))
         if rng.random() < 0.5:
             patch = patch[:, ::-1]

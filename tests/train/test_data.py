@@ -3,6 +3,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from smokeclear.errors import UserError
 from smokeclear.train import data
@@ -56,3 +57,28 @@ def test_pair_sampler_is_deterministic_and_adds_smoke():
     smoky, clean = draws[0]
     assert smoky.shape == clean.shape == (6, 3, 32, 32)
     assert float((smoky - clean).mean()) > 0.01, "smoke brightens the scene on average"
+
+
+def test_clean_patch_draws_scene_frames_or_photos_by_the_fraction(rng):
+    photo = np.full((40, 40, 3), 0.25, np.float32)
+    scenes = data.scenes_for("train", 64, 48)[:1]
+    from_photo = data.clean_patch([photo], scenes, 32, 0.0, rng)
+    assert from_photo.shape == (32, 32, 3) and np.all(from_photo == 0.25)
+    from_scene = data.clean_patch([photo], scenes, 32, 1.0, rng)
+    assert from_scene.dtype == np.float32 and from_scene.std() > 0, "a rendered frame"
+    assert data.clean_patch([], scenes, 32, 0.0, rng).std() > 0, "no photos: the scene"
+
+
+def test_oriented_pair_batch_turns_and_mirrors_both_images_alike(rng):
+    pairs = [(rng.random((8, 8, 3), dtype=np.float32),) * 2 for _ in range(6)]
+    pairs = [(image, image * 2) for image, _ in pairs]
+    degraded, clean = data.oriented_pair_batch(pairs, np.random.default_rng(0))
+    assert degraded.shape == clean.shape == (6, 3, 8, 8)
+    assert torch.equal(clean, degraded * 2), "the same orientation for both images"
+    originals = torch.from_numpy(np.stack([p[0] for p in pairs]).transpose(0, 3, 1, 2))
+    changed = [not torch.equal(degraded[k], originals[k]) for k in range(6)]
+    assert any(changed), "some pairs are turned or mirrored"
+    for k in range(6):
+        variants = [torch.rot90(originals[k], t, dims=(1, 2)) for t in range(4)]
+        variants += [v.flip(-1) for v in variants]
+        assert any(torch.equal(degraded[k], v) for v in variants), "a turn and a mirror only"

@@ -7,8 +7,10 @@ import torch
 from smokeclear.train import metrics
 from smokeclear.train.losses import (
     PatchDiscriminator,
+    discriminator_loss,
     gamma_expand,
     gaussian_window,
+    generator_loss,
     iteration_weights,
     perceptual_l1,
     relativistic_losses,
@@ -131,3 +133,17 @@ def test_perceptual_l1():
     assert perceptual_l1(features, shifted).item() == pytest.approx(0.5)
     with pytest.raises(ValueError):
         perceptual_l1(features, features[:1])
+
+
+def test_gan_losses_match_hand_computed_values():
+    zeros = torch.zeros(3, 1, 1, 1)
+    assert discriminator_loss(zeros, zeros).item() == pytest.approx(2 * math.log(2))
+    assert generator_loss(zeros).item() == pytest.approx(math.log(2))
+    real, fake = torch.full((2, 1, 1, 1), 1.0), torch.full((2, 1, 1, 1), -2.0)
+    # -log(sigmoid(1)) - log(1 - sigmoid(-2)) = log(1 + e^-1) + log(1 + e^-2)
+    expected = math.log1p(math.exp(-1)) + math.log1p(math.exp(-2))
+    assert discriminator_loss(real, fake).item() == pytest.approx(expected, rel=1e-6)
+    # -log(sigmoid(-2)) = log(1 + e^2): the generator is punished for an obvious fake
+    assert generator_loss(fake).item() == pytest.approx(math.log1p(math.exp(2)), rel=1e-6)
+    confident = discriminator_loss(torch.full((1,), 20.0), torch.full((1,), -20.0))
+    assert confident.item() < 1e-8, "a discriminator that is right and sure has no loss"
