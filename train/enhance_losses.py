@@ -5,16 +5,25 @@ the recipe takes the weights from its config. Images are ``(B, 3, H, W)`` RGB in
 [0, 1]. Where the paper is open, the public TensorFlow code (``aiff22/DPED``)
 decides:
 
-- colour loss (Eq. 2-4): both images blurred by a 21x21 Gaussian of standard
-  deviation 3 px (the public code's kernel; the paper's Eq. 4 reads as variance 3,
-  with ``A = 0.053 = 1 / (6 pi)`` normalising that), zero padding, then the mean
-  squared difference;
+- colour loss (Eq. 2-4): both images blurred by the public code's 21x21 kernel
+  (``gauss_kernel(21, 3)``: the square root of the outer product of a Gaussian of
+  standard deviation 3 px sampled over pixel intervals, which is a Gaussian of
+  standard deviation ``3 sqrt(2)`` px, truncated at 21 px; the paper's Eq. 4 reads as
+  variance 3, with ``A = 0.053 = 1 / (6 pi)`` normalising that), zero padding, then
+  the squared Euclidean norm per image (Eq. 2), averaged over the batch. The public
+  code halves that norm;
 - texture loss (Eq. 5): a discriminator on grayscale images (BT.601 luma, as
-  ``tf.image.rgb_to_grayscale``); the generator minimises ``-log D(fake)``, the
-  discriminator the cross-entropy of real and fake;
+  ``tf.image.rgb_to_grayscale``) minimises the cross-entropy of real and fake, the
+  generator ``-log D(fake)`` averaged over the batch
+  (:func:`smokeclear.train.losses.generator_loss`; the public code sums over its
+  batch of 50 and uses the saturating ``log(1 - D(fake))``);
 - content loss (Eq. 6): the mean squared difference of VGG-19 ``relu5_4`` features
   (the public code's ``2 l2_loss / size``);
-- total variation (Eq. 7): the mean squared horizontal plus vertical differences.
+- total variation (Eq. 7): the mean squared horizontal plus vertical differences
+  (the public code further divides by its batch size).
+
+Ours, for training without VGG weights: a pixel loss, the colour loss without the
+blur (``||X - Y||^2`` per image), so the two weigh on the same scale.
 """
 
 from __future__ import annotations
@@ -23,25 +32,52 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smokeclear.train.losses import gaussian_window
+from smokeclear.nets.enhance import NORM_EPS
 
-#: The colour loss's Gaussian: public code ``gauss_kernel(21, 3, 3)``.
+#: The colour loss's kernel: public code ``gauss_kernel(kernlen=21, nsig=3)``.
 BLUR_SIZE = 21
-BLUR_SIGMA = 3.0
+BLUR_NSIG = 3.0
 #: ``tf.image.rgb_to_grayscale`` weights.
 LUMA = (0.2989, 0.5870, 0.1140)
 
 
+def blur_kernel() -> torch.Tensor:
+    """The public code's ``(21, 21)`` colour-loss kernel, normalised to sum 1.
+
+    A standard normal's probability mass over 21 equal intervals spanning
+    ``+-(nsig + half an interval)`` (a Gaussian of 3 px standard deviation, sampled
+    per pixel), then the square root of the outer product: a Gaussian of
+    ``3 sqrt(2)`` px standard deviation.
+    """
+    interval = (2 * BLUR_NSIG + 1.0) / BLUR_SIZE
+    edges = torch.linspace(
+        -BLUR_NSIG - interval / 2, BLUR_NSIG + interval / 2, BLUR_SIZE + 1, dtype=torch.float64
+    )
+    profile = torch.diff(torch.special.ndtr(edges))
+    kernel = torch.sqrt(torch.outer(profile, profile))
+    return (kernel / kernel.sum()).float()
+
+
 def blur(image: torch.Tensor) -> torch.Tensor:
-    """The colour loss's Gaussian blur, per channel, same size (zero padding)."""
+    """The colour loss's blur, per channel, same size (zero padding, as ``SAME`` in TF)."""
     channels = image.shape[1]
-    kernel = gaussian_window(BLUR_SIZE, BLUR_SIGMA, channels).to(image)
+    kernel = blur_kernel().to(image).expand(channels, 1, BLUR_SIZE, BLUR_SIZE)
     return F.conv2d(image, kernel, padding=BLUR_SIZE // 2, groups=channels)
 
 
+def squared_norm(difference: torch.Tensor) -> torch.Tensor:
+    """``||x||^2`` of each image in the batch, averaged over the batch."""
+    return difference.pow(2).flatten(1).sum(dim=1).mean()
+
+
 def color_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 2: mean squared difference of the blurred images (brightness, contrast, colour)."""
-    return F.mse_loss(blur(output), blur(target))
+    """Eq. 2: ``||blur(X) - blur(Y)||^2`` per image (brightness, contrast, colour)."""
+    return squared_norm(blur(output) - blur(target))
+
+
+def pixel_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Ours: ``||X - Y||^2`` per image, the colour loss without the blur."""
+    return squared_norm(output - target)
 
 
 def tv_loss(output: torch.Tensor) -> torch.Tensor:
@@ -65,7 +101,10 @@ def grayscale(image: torch.Tensor) -> torch.Tensor:
 class TextureDiscriminator(nn.Module):
     """The paper's discriminator on grayscale patches (Sec. 3.2; public code's ``adversarial``).
 
-    Five convs with LeakyReLU (0.2), batch norm after all but the first: 11x11
+    Five convs with LeakyReLU (0.2), then a normalisation after all but the first:
+    the paper says batch norm, the public code has instance norm (a learned scale
+    and shift, ``eps`` 1e-3), which is used here, so a patch is judged the same
+    whatever else is in the batch and in training and eval mode alike. 11x11
     stride 4, 5x5 stride 2, 3x3, 3x3 and 3x3 stride 2, ``(1, 2.67, 4, 4, 2.67) x width``
     channels (48, 128, 192, 192, 128 at the paper's width 48); a 1024-unit fully
     connected layer with LeakyReLU and one logit. The fully connected layer fixes
@@ -87,7 +126,7 @@ class TextureDiscriminator(nn.Module):
             layers.append(nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             if index > 0:
-                layers.append(nn.BatchNorm2d(out_channels))
+                layers.append(nn.InstanceNorm2d(out_channels, eps=NORM_EPS, affine=True))
             in_channels = out_channels
         self.patch_size = patch_size
         self.features = nn.Sequential(*layers)
@@ -108,19 +147,3 @@ class TextureDiscriminator(nn.Module):
                 f"patches, got {tuple(image.shape[-2:])}"
             )
         return self.head(self.features(grayscale(image) * 2.0 - 1.0)).squeeze(1)
-
-
-def texture_losses(
-    real_logits: torch.Tensor, fake_logits: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(generator, discriminator)`` losses of Eq. 5 and the discriminator's cross-entropy.
-
-    The generator's is ``-log D(fake)`` (mean over the batch); the discriminator's
-    is ``-log D(real) - log(1 - D(fake))``. Logits in, so both are numerically safe.
-    """
-    ones, zeros = torch.ones_like(real_logits), torch.zeros_like(fake_logits)
-    generator = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-    discriminator = F.binary_cross_entropy_with_logits(
-        real_logits, ones
-    ) + F.binary_cross_entropy_with_logits(fake_logits, zeros)
-    return generator, discriminator

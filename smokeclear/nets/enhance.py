@@ -13,7 +13,8 @@ Every conv has ``width`` channels (64 in the paper). The paper says batch norm i
 the blocks; its public code uses instance norm with a learned scale and shift and
 ``eps = 1e-3``, which is what this network has (one image's statistics, so a frame
 is enhanced the same whatever else is in the batch). Instance norm sums over the
-whole frame: exported FP16 models keep it in FP32 (the registry's ``fp32_modules``).
+whole frame: it exports as ``InstanceNormalization``, which FP16 models keep in FP32
+(``smokeclear.export.fp16.FP32_OP_TYPES``).
 
 No stride: any H and W (``input_multiple`` 1).
 """

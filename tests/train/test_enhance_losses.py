@@ -1,7 +1,5 @@
 """DPED losses on hand-made inputs: colour, total variation, content, texture."""
 
-import math
-
 import pytest
 import torch
 
@@ -9,12 +7,14 @@ from smokeclear.train.enhance_losses import (
     LUMA,
     TextureDiscriminator,
     blur,
+    blur_kernel,
     color_loss,
     content_loss,
     grayscale,
-    texture_losses,
+    pixel_loss,
     tv_loss,
 )
+from smokeclear.train.losses import generator_loss
 
 
 def textured(seed: int = 0, size: int = 64) -> torch.Tensor:
@@ -40,9 +40,30 @@ def test_color_loss_sees_a_colour_cast_and_is_zero_on_the_same_image():
     image = textured()
     assert color_loss(image, image).item() == 0.0
     cast = image * torch.tensor([1.0, 1.0, 0.8]).view(1, 3, 1, 1)  # less blue
-    inner_blue = float((blur(image)[:, 2] - blur(cast)[:, 2]).pow(2).mean()) / 3
-    assert color_loss(cast, image).item() == pytest.approx(inner_blue, rel=1e-5)
-    assert color_loss(cast, image).item() > 1e-3
+    blue_norm = float((blur(image)[:, 2] - blur(cast)[:, 2]).pow(2).sum())
+    assert color_loss(cast, image).item() == pytest.approx(blue_norm, rel=1e-5)
+    assert color_loss(cast, image).item() > 1.0
+
+
+def test_color_and_pixel_losses_are_squared_norms_per_image_averaged_over_the_batch():
+    target = torch.zeros(2, 3, 8, 8)
+    output = torch.stack([torch.full((3, 8, 8), 0.5), torch.zeros(3, 8, 8)])
+    # ||X - Y||^2: 192 pixels at 0.25 in the first image, nothing in the second.
+    assert pixel_loss(output, target).item() == pytest.approx(192 * 0.25 / 2)
+    flat = torch.full((1, 3, 48, 48), 0.5)
+    assert color_loss(flat, flat * 0).item() > 0.25 * 20 * 20 * 3, "inner pixels keep 0.5"
+
+
+def test_blur_kernel_is_the_public_codes_gaussian_of_3_sqrt_2_px():
+    kernel = blur_kernel()
+    assert kernel.shape == (21, 21)
+    assert kernel.sum().item() == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(kernel, kernel.T)
+    torch.testing.assert_close(kernel, kernel.flip(0))
+    offsets = torch.arange(21.0) - 10
+    marginal = kernel.sum(dim=0)
+    spread = float((marginal * offsets**2).sum().sqrt())
+    assert 4.0 < spread < 4.5, f"std {spread:.2f} px, expected about 3 sqrt(2) = 4.24"
 
 
 def test_blur_is_normalised_away_from_the_border():
@@ -81,25 +102,16 @@ def test_texture_discriminator_sees_luma_only_and_gives_one_logit_per_patch():
     # The same luma in other colours: the texture critic cannot tell them apart.
     luma = grayscale(image)
     recoloured = luma.expand(2, 3, 32, 32).clone()
-    torch.testing.assert_close(critic(recoloured), logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(critic(recoloured), logits, rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="32x32"):
         critic(torch.rand(1, 3, 40, 40))
-
-
-def test_texture_losses_are_the_cross_entropies():
-    real, fake = torch.tensor([0.0, 0.0]), torch.tensor([0.0, 0.0])  # D = 1/2 everywhere
-    generator, discriminator = texture_losses(real, fake)
-    assert generator.item() == pytest.approx(math.log(2))
-    assert discriminator.item() == pytest.approx(2 * math.log(2))
-    confident = texture_losses(torch.tensor([20.0]), torch.tensor([-20.0]))
-    assert confident[1].item() < 1e-6 and confident[0].item() == pytest.approx(20, rel=1e-3)
 
 
 def test_one_generator_step_on_the_texture_loss_fools_a_fixed_critic_more():
     torch.manual_seed(1)
     critic = TextureDiscriminator(patch_size=32, width=6).eval()
     fake = torch.rand(2, 3, 32, 32, requires_grad=True)
-    before, _ = texture_losses(critic(torch.rand(2, 3, 32, 32)), critic(fake))
+    before = generator_loss(critic(fake))
     (grad,) = torch.autograd.grad(before, fake)
-    after, _ = texture_losses(critic(torch.rand(2, 3, 32, 32)), critic(fake - 0.05 * grad.sign()))
+    after = generator_loss(critic(fake - 0.05 * grad.sign()))
     assert after.item() < before.item()
