@@ -13,8 +13,9 @@ faults of a cheap camera chain, in the order light meets them:
 5. **sensor noise**: shot plus read noise, ``sigma^2 = a x + b^2``;
 6. **compression**: JPEG at quality 30 to 90, on 70 % of frames.
 
-Each fault's strength is drawn independently; :class:`WeakCameraFaults` holds the
-ranges, :func:`degrade` applies one draw. Images are ``(H, W, 3)`` float32 RGB in
+Each fault's strength is drawn independently, and each fault strikes a frame with
+``fault_probability`` (1 by default); :class:`WeakCameraFaults` holds the ranges,
+:func:`degrade` applies one draw. Images are ``(H, W, 3)`` float32 RGB in
 [0, 1].
 """
 
@@ -39,6 +40,9 @@ class WeakCameraFaults:
     read_noise: tuple[float, float] = (0.0, 0.02)  # b
     jpeg_fraction: float = 0.7
     jpeg_quality: tuple[int, int] = (30, 90)
+    # Each of blur, veil, cast, gamma and noise strikes a frame with this probability
+    # (JPEG has its own fraction): below 1, frames with one or two faults are common.
+    fault_probability: float = 1.0
 
     def __post_init__(self) -> None:
         low, high = self.contrast
@@ -48,6 +52,8 @@ class WeakCameraFaults:
             raise ValueError(f"cast must be in [0, 1), got {self.cast}")
         if not 0 < self.gamma[0] <= self.gamma[1]:
             raise ValueError(f"gamma must be positive, got {self.gamma}")
+        if not 0 <= self.fault_probability <= 1:
+            raise ValueError(f"fault_probability must be in [0, 1], got {self.fault_probability}")
         if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f"jpeg_quality must lie in 1..100, got {self.jpeg_quality}")
 
@@ -73,22 +79,32 @@ def degrade(
         raise ValueError(f"expected an (H, W, 3) RGB image, got {clean.shape}")
     image = np.clip(clean.astype(np.float32), 0.0, 1.0)
 
-    sigma = rng.uniform(*faults.blur_sigma)
-    if sigma > 0.05:
-        image = cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    def strikes() -> bool:
+        """Whether the next fault hits this frame (no draw when every fault always does)."""
+        return faults.fault_probability >= 1.0 or rng.random() < faults.fault_probability
 
-    contrast = rng.uniform(*faults.contrast)
-    veil = rng.uniform(*faults.veil) * np.array([1.0, 0.9, 0.8], np.float32)  # grey-brown
-    image = contrast * image + (1.0 - contrast) * veil
+    if strikes():
+        sigma = rng.uniform(*faults.blur_sigma)
+        if sigma > 0.05:
+            image = cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
-    gains = 1.0 + rng.uniform(-faults.cast, faults.cast, 3)
-    image = image * (gains / gains.mean()).astype(np.float32)
+    if strikes():
+        contrast = rng.uniform(*faults.contrast)
+        veil = rng.uniform(*faults.veil) * np.array([1.0, 0.9, 0.8], np.float32)  # grey-brown
+        image = contrast * image + (1.0 - contrast) * veil
 
-    image = np.clip(image, 0.0, 1.0) ** rng.uniform(*faults.gamma)
+    if strikes():
+        gains = 1.0 + rng.uniform(-faults.cast, faults.cast, 3)
+        image = image * (gains / gains.mean()).astype(np.float32)
 
-    shot, read = rng.uniform(*faults.shot_noise), rng.uniform(*faults.read_noise)
-    if shot > 0 or read > 0:
-        image = image + rng.normal(0.0, 1.0, image.shape) * np.sqrt(shot * image + read * read)
+    if strikes():
+        image = np.clip(image, 0.0, 1.0) ** rng.uniform(*faults.gamma)
+
+    if strikes():
+        shot, read = rng.uniform(*faults.shot_noise), rng.uniform(*faults.read_noise)
+        if shot > 0 or read > 0:
+            noise = rng.normal(0.0, 1.0, image.shape)
+            image = image + noise * np.sqrt(shot * image + read * read)
 
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
     if rng.random() < faults.jpeg_fraction:

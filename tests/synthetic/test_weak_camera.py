@@ -87,6 +87,20 @@ def test_a_full_draw_is_deterministic_in_range_and_visibly_degraded():
     assert np.abs(first - clean).mean() > 0.01
 
 
+def test_fault_probability_leaves_some_frames_with_few_or_no_faults():
+    clean = frame(2)
+    never = WeakCameraFaults(fault_probability=0.0, jpeg_fraction=0.0)
+    for seed in range(3):
+        np.testing.assert_array_equal(degrade(clean, np.random.default_rng(seed), never), clean)
+    sometimes = WeakCameraFaults(fault_probability=0.5, jpeg_fraction=0.0)
+    errors = [
+        np.abs(degrade(clean, np.random.default_rng(seed), sometimes) - clean).mean()
+        for seed in range(200)
+    ]
+    assert min(errors) == 0.0, "no fault at all on some frames (1 in 32)"
+    assert max(errors) > 0.02, "several faults on others"
+
+
 def test_wrong_shapes_and_bad_ranges_are_refused():
     with pytest.raises(ValueError, match="RGB"):
         degrade(np.zeros((8, 8), np.float32), np.random.default_rng(0))
@@ -95,6 +109,7 @@ def test_wrong_shapes_and_bad_ranges_are_refused():
         {"cast": 1.0},
         {"gamma": (0.0, 1.0)},
         {"jpeg_quality": (0, 90)},
+        {"fault_probability": 1.5},
     ):
         with pytest.raises(ValueError):
             WeakCameraFaults(**settings)
