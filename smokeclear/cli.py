@@ -186,13 +186,14 @@ def build_parser() -> Parser:
         action="append",
         default=[],
         help="folder of real pairs with matching names: blended/ + transmission/ "
-        "(dereflect) or low/ + high/ (lowlight, LOL layout); repeatable",
+        "(dereflect), low/ + high/ (lowlight, LOL layout) or iphone/ + canon/ "
+        "(enhance, DPED layout); repeatable",
     )
     train.add_argument(
         "--vgg-weights",
         type=Path,
         help="torchvision VGG state dict for the perceptual loss (off without it): "
-        "VGG-19 for dereflect, VGG-16 for lowlight",
+        "VGG-19 for dereflect and enhance, VGG-16 for lowlight",
     )
     train.add_argument("--config", type=Path, help="YAML with network: and train: sections")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -220,8 +221,8 @@ def build_parser() -> Parser:
         type=Path,
         action="append",
         default=[],
-        help="also score real pairs: blended/ + transmission/ (dereflect) or "
-        "low/ + high/ (lowlight); repeatable",
+        help="also score real pairs: blended/ + transmission/ (dereflect), "
+        "low/ + high/ (lowlight) or iphone/ + canon/ (enhance); repeatable",
     )
     evaluate.add_argument("--frames-per-scene", type=int, default=10)
     evaluate.add_argument("--json", type=Path, help="also write the table as JSON here")

@@ -101,6 +101,19 @@ register(
     )
 )
 
+register(
+    RestorerSpec(
+        name="enhance",
+        summary="restores colour, contrast and sharpness of a weak camera (DPED residual net)",
+        paper="enhance-dped-residual",
+        network="smokeclear.nets.enhance:EnhanceNet",
+        network_config="smokeclear.nets.enhance:EnhanceConfig",
+        default_config=PACKAGE_DIR / "configs" / "enhance.yaml",
+        weights=PACKAGE_DIR / "weights" / "enhance.safetensors",
+        recipe="smokeclear.train.enhance",
+    )
+)
+
 
 def get_restorer(name: str) -> RestorerSpec:
     """Look up one restorer by name, with a user-facing error for unknown names."""

@@ -117,6 +117,22 @@ def tiny_smooth_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_enhance_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A width-4, one-block enhance network with random weights."""
+    import torch
+
+    from smokeclear.nets.enhance import EnhanceConfig, EnhanceNet
+    from smokeclear.nets.loading import save_weights
+    from smokeclear.registry import get_restorer
+
+    torch.manual_seed(0)
+    net = EnhanceNet(EnhanceConfig(width=4, blocks=1)).eval()
+    path = tmp_path_factory.mktemp("weights") / "tiny-enhance.safetensors"
+    save_weights(net, path, get_restorer("enhance"), {"purpose": "tests"})
+    return path
+
+
 @pytest.fixture
 def fp32_by_op():
     """``by_op(onnx_path) -> {op_type: {kept FP32?, ...}}`` under the FP16 export rule."""

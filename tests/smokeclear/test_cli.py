@@ -61,7 +61,16 @@ def test_live_run_on_the_synthetic_scene_records_and_summarises(tmp_path, capsys
 
 @pytest.mark.parametrize(
     "chain",
-    ["dereflect", "desmoke,dereflect", "lowlight", "desmoke,lowlight", "smooth", "desmoke,smooth"],
+    [
+        "dereflect",
+        "desmoke,dereflect",
+        "lowlight",
+        "desmoke,lowlight",
+        "smooth",
+        "desmoke,smooth",
+        "enhance",
+        "desmoke,enhance",
+    ],
 )
 def test_restorers_run_live_alone_and_after_desmoke(
     chain,
@@ -70,12 +79,14 @@ def test_restorers_run_live_alone_and_after_desmoke(
     tiny_dereflect_weights,
     tiny_lowlight_weights,
     tiny_smooth_weights,
+    tiny_enhance_weights,
 ):
     weights = {
         "desmoke": tiny_weights,
         "dereflect": tiny_dereflect_weights,
         "lowlight": tiny_lowlight_weights,
         "smooth": tiny_smooth_weights,
+        "enhance": tiny_enhance_weights,
     }
     code = main(
         [

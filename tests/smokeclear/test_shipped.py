@@ -97,3 +97,33 @@ def test_shipped_smooth_config_keeps_the_papers_network_and_energy():
     )
     assert ours == paper, "the paper's Sec. 4 defaults"
     assert (energy.p_large, energy.p_small) == (2.0, 0.8)
+
+
+def test_enhance_configs_hold_the_papers_and_the_public_codes_loss_weights():
+    from smokeclear.config import load_config
+    from smokeclear.nets.enhance import EnhanceConfig
+    from smokeclear.train.enhance import EnhanceTrainConfig
+
+    spec = REGISTRY["enhance"]
+
+    def weights(train: EnhanceTrainConfig) -> tuple[float, ...]:
+        return (
+            train.content_weight,
+            train.texture_weight,
+            train.color_weight,
+            train.tv_weight,
+            train.pixel_weight,
+        )
+
+    shipped = load_config(EnhanceTrainConfig, spec.default_config, "train")
+    assert weights(shipped)[:4] == (1.0, 0.4, 0.1, 400.0), "Eq. 8; pixel is ours"
+    paper_file = spec.default_config.with_name("enhance-paper.yaml")
+    assert load_config(EnhanceConfig, paper_file, "network") == EnhanceConfig(width=64, blocks=4)
+    paper = load_config(EnhanceTrainConfig, paper_file, "train")
+    assert weights(paper) == (1.0, 0.4, 0.1, 400.0, 0.0)
+    assert (paper.patch_size, paper.batch_size, paper.learning_rate) == (100, 50, 5e-4)
+    code = load_config(
+        EnhanceTrainConfig, spec.default_config.with_name("enhance-dped-code.yaml"), "train"
+    )
+    # w_content 10, w_color 0.5 on half the norm, w_texture 1 summed over 50, w_tv 2000 / 50
+    assert weights(code) == (10.0, 50.0, 0.25, 40.0, 0.0)

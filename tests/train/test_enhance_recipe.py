@@ -1,0 +1,292 @@
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from smokeclear.cli import main
+from smokeclear.errors import UserError
+from smokeclear.nets.enhance import EnhanceConfig, EnhanceNet
+from smokeclear.nets.loading import read_weights, save_weights, weights_metadata
+from smokeclear.registry import get_restorer
+from smokeclear.synthetic.weak_camera import NO_FAULTS
+from smokeclear.train import data
+from smokeclear.train.enhance import (
+    EVAL_FAULTS,
+    EnhanceObjective,
+    EnhanceTrainConfig,
+    WeakCameraSampler,
+    auto_levels,
+    load_real_pairs,
+)
+from smokeclear.train.enhance_losses import color_loss, pixel_loss, tv_loss
+from smokeclear.train.losses import generator_loss
+
+TINY_CONFIG = """\
+network: {width: 4, blocks: 1}
+train: {patch_size: 32, batch_size: 2, steps_per_epoch: 2, max_epochs: 1, validation_size: 2,
+        discriminator_width: 2}
+"""
+
+
+def tiny_net() -> EnhanceNet:
+    torch.manual_seed(0)
+    return EnhanceNet(EnhanceConfig(width=4, blocks=1))
+
+
+def tiny_scenes():
+    return data.scenes_for("train", 96, 64)[:1]
+
+
+def tiny_config(**overrides) -> EnhanceTrainConfig:
+    return EnhanceTrainConfig(**{"patch_size": 32, "discriminator_width": 2, **overrides})
+
+
+class ConvFeatures(nn.Module):
+    """A stand-in for VGG-19 at relu5_4: one frozen conv and its ReLU, as one layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.requires_grad_(False)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        return [self.conv(image).relu()]
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def test_objective_is_the_papers_weighted_sum_and_steps_the_discriminator():
+    objective = EnhanceObjective(tiny_config(), vgg=ConvFeatures())
+    net = tiny_net()
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(2, 3, 32, 32, generator=generator)
+    weak = 0.7 * clean + 0.1
+    before = [p.clone() for p in objective.adversary.discriminator.parameters()]
+
+    loss = objective(net, (weak, clean))
+
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(before, objective.adversary.discriminator.parameters(), strict=True)
+    ), "the discriminator must take a step"
+    terms = objective.last_terms
+    assert set(terms) == {"content", "texture", "color", "tv"}, "pixel is 0 in the paper"
+    with torch.no_grad():
+        output = net(weak)
+        assert terms["color"] == pytest.approx(color_loss(output, clean).item(), rel=1e-5)
+        assert terms["tv"] == pytest.approx(tv_loss(output).item(), rel=1e-5)
+        texture = generator_loss(objective.adversary.discriminator.eval()(output)).item()
+    assert terms["texture"] == pytest.approx(texture, rel=1e-4), "after D's step"
+    expected = terms["content"] + 0.4 * terms["texture"] + 0.1 * terms["color"] + 400 * terms["tv"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5), "Eq. 8"
+
+    discriminator_grads = [p.grad.clone() for p in objective.adversary.discriminator.parameters()]
+    loss.backward()
+    for grad, parameter in zip(
+        discriminator_grads, objective.adversary.discriminator.parameters(), strict=True
+    ):
+        assert torch.equal(grad, parameter.grad), "the generator's loss must not train D"
+    assert net.head[0].weight.grad is not None
+
+
+def test_objective_without_vgg_and_texture_uses_the_configured_terms_only():
+    config = tiny_config(texture_weight=0, pixel_weight=0.5, tv_weight=0)
+    objective = EnhanceObjective(config, vgg=None)
+    assert objective.adversary is None and objective.state_dict() == {}
+    objective.load_state_dict({})
+    clean = torch.rand(1, 3, 32, 32)
+    net = tiny_net()
+    loss = objective(net, (clean * 0.5, clean))
+    assert set(objective.last_terms) == {"color", "pixel"}
+    with torch.no_grad():
+        output = net(clean * 0.5)
+        expected = 0.1 * color_loss(output, clean) + 0.5 * pixel_loss(output, clean)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_objective_state_round_trips():
+    config = tiny_config()
+    objective = EnhanceObjective(config, vgg=None)
+    clean = torch.rand(2, 3, 32, 32)
+    objective(tiny_net(), (clean * 0.5, clean))
+    state = objective.state_dict()
+    assert set(state) == {"discriminator", "discriminator_optimizer"}
+    other = EnhanceObjective(config, vgg=None)
+    other.load_state_dict(state)
+    for a, b in zip(
+        other.adversary.discriminator.state_dict().values(),
+        objective.adversary.discriminator.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), "weights and batch-norm statistics come back"
+    assert other.adversary.optimizer.state_dict()["state"], "so do Adam's moments"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_sampler_degrades_clean_patches_and_is_deterministic():
+    config = tiny_config(identity_fraction=0.0)
+
+    def draw(seed: int):
+        return WeakCameraSampler([], tiny_scenes(), [], config, np.random.default_rng(seed)).batch(
+            3
+        )
+
+    weak, clean = draw(5)
+    assert weak.shape == clean.shape == (3, 3, 32, 32) and weak.dtype == torch.float32
+    assert float(weak.min()) >= 0 and float(weak.max()) <= 1
+    assert not torch.equal(weak, clean), "the weak camera changed the patches"
+    again = draw(5)
+    assert torch.equal(again[0], weak) and torch.equal(again[1], clean)
+    assert not torch.equal(draw(6)[1], clean)
+
+
+def test_identity_patches_pass_unchanged():
+    config = tiny_config(identity_fraction=1.0)
+    sampler = WeakCameraSampler([], tiny_scenes(), [], config, np.random.default_rng(0))
+    weak, clean = sampler.batch(2)
+    assert torch.equal(weak, clean)
+
+
+def test_sampler_uses_the_configured_faults():
+    config = tiny_config(identity_fraction=0.0, faults=NO_FAULTS)
+    weak, clean = WeakCameraSampler([], tiny_scenes(), [], config).batch(2)
+    torch.testing.assert_close(weak, clean, atol=1e-6, rtol=0)
+
+
+def test_sampler_takes_real_pairs_when_real_fraction_is_one():
+    weak = np.full((40, 48, 3), 0.3, np.float32)
+    good = np.full((40, 48, 3), 0.7, np.float32)
+    config = tiny_config(real_fraction=1.0)
+    sampler = WeakCameraSampler([], tiny_scenes(), [(weak, good)], config, np.random.default_rng(0))
+    inputs, targets = sampler.batch(2)
+    assert torch.equal(inputs, torch.full_like(inputs, 0.3)), "the phone image is the input"
+    assert torch.equal(targets, torch.full_like(targets, 0.7)), "the DSLR image is the target"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"patch_size": 8}, {"identity_fraction": 1.5}, {"real_fraction": -0.1}],
+)
+def test_bad_train_config_is_refused(overrides):
+    with pytest.raises(ValueError):
+        EnhanceTrainConfig(**overrides)
+
+
+def write_pairs(root: Path, folders=("iphone", "canon"), names=("0.jpg", "1.jpg")) -> Path:
+    rng = np.random.default_rng(0)
+    for folder in folders:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            image = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+            if folder == folders[0]:
+                image = image // 2 + 40  # the flat one
+            cv2.imwrite(str(root / folder / name), image)
+    return root
+
+
+@pytest.mark.parametrize(
+    "folders",
+    [("iphone", "canon"), ("blackberry", "canon"), ("sony", "canon"), ("input", "target")],
+)
+def test_real_pairs_load_from_the_dped_layout(tmp_path, folders):
+    pairs = load_real_pairs(write_pairs(tmp_path / "training_data", folders))
+    assert [name for name, _, _ in pairs] == ["0.jpg", "1.jpg"]
+    _, weak, good = pairs[0]
+    assert weak.shape == good.shape == (40, 48, 3)
+    assert weak.std() < good.std(), "(name, weak, good): the phone image comes first"
+
+
+def test_a_folder_without_a_good_camera_says_so(tmp_path):
+    (tmp_path / "half" / "iphone").mkdir(parents=True)
+    with pytest.raises(UserError, match="no canon/ folder"):
+        load_real_pairs(tmp_path / "half")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_auto_levels_undoes_a_veil_and_a_cast(rng):
+    clean = rng.uniform(0.0, 1.0, (32, 32, 3)).astype(np.float32)
+    veiled = 0.6 * clean + 0.4 * np.array([0.3, 0.27, 0.24], np.float32)
+    restored = auto_levels(veiled, percentile=0.0)
+    assert restored.dtype == np.float32
+    np.testing.assert_allclose(
+        restored, (clean - clean.min((0, 1))) / np.ptp(clean, (0, 1)), atol=1e-5
+    )
+    flat = np.full((8, 8, 3), 0.5, np.float32)
+    assert np.isfinite(auto_levels(flat)).all(), "a flat frame does not divide by zero"
+
+
+def test_eval_sets_are_the_whole_camera_then_each_fault_alone():
+    labels = list(EVAL_FAULTS)
+    assert labels[0] == "weak camera (all faults)" and len(labels) == 5
+    noise = EVAL_FAULTS["sensor noise only"]
+    assert noise.blur_sigma == (0.0, 0.0) and noise.jpeg_fraction == 0.0
+    assert noise.read_noise[1] > 0
+
+
+def test_train_writes_fp16_weights_that_record_the_content_loss_is_off(tmp_path, caplog):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    pairs = write_pairs(tmp_path / "dped")
+    code = main(
+        [
+            "train",
+            "enhance",
+            "--out",
+            str(tmp_path / "run"),
+            "--config",
+            str(config),
+            "--pairs-dir",
+            str(pairs),
+        ]
+    )
+    assert code == 0
+    assert "PERCEPTUAL LOSS OFF" in caplog.text
+    weights = tmp_path / "run" / "enhance.safetensors"
+    tensors, _ = read_weights(weights)
+    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+    metadata = weights_metadata(weights)
+    assert metadata["loss"]["content"] == "off"
+    assert metadata["loss"]["terms"] == "1 content + 0.4 texture + 0.1 color + 400 tv"
+    assert metadata["data_recipe"]["real_pairs"] == 2, "the DPED folder was read"
+    assert metadata["network_config"] == {"width": 4, "blocks": 1}
+    assert metadata["train_config"]["faults"]["jpeg_fraction"] == 0.7
+
+
+def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, capsys):
+    weights = tmp_path / "w.safetensors"
+    save_weights(tiny_net().eval(), weights, get_restorer("enhance"), {})
+    pairs = write_pairs(tmp_path / "dped")
+    code = main(
+        [
+            "eval",
+            "enhance",
+            "--weights",
+            str(weights),
+            "--frames-per-scene",
+            "1",
+            "--pairs-dir",
+            str(pairs),
+            "--json",
+            str(tmp_path / "eval.json"),
+        ]
+    )
+    table = capsys.readouterr().out
+    assert code == 0
+    for text in (*EVAL_FAULTS, "real pairs: dped"):
+        assert text in table
+    for method in ("| input |", "| auto levels |", "| enhance |"):
+        assert table.count(method) == 6, f"{method} in each of the 6 sets"
+    rows = json.loads((tmp_path / "eval.json").read_text())
+    assert [row["images"] for row in rows] == [4, 4, 4, 4, 4, 2], "4 test scenes; 2 pairs"
+    veil = rows[2]["scores"]
+    assert veil["auto levels"]["psnr"][0] != veil["input"]["psnr"][0]

@@ -1,0 +1,357 @@
+"""enhance recipe: weak-camera pairs (or real ones), the DPED losses and the evaluation.
+
+Data (paper Sec. 2-3, adapted to the OR):
+
+- real pairs by path, DPED's layout first: a folder holding the weak camera's
+  images (``iphone/``, ``blackberry/``, ``sony/``, ``phone/`` or ``input/``) and the
+  good camera's (``canon/``, ``dslr/`` or ``target/``), matched by file name, e.g.
+  ``dped/iphone/training_data``. ``real_fraction`` of the batches come from them;
+- otherwise, or for the rest: clean frames (synthetic scene frames of the training
+  seeds, and the training split of any clean-photo folders given by path), randomly
+  cropped, turned and mirrored, run through the synthetic weak camera of
+  :mod:`smokeclear.synthetic.weak_camera` (blur, veil, colour cast, gamma, noise,
+  JPEG); ``identity_fraction`` of them are left as they are (ours: a good frame
+  must come out as it went in, so the restorer can stay on in a chain).
+
+Loss (paper Eq. 8): ``content + 0.4 texture + 0.1 colour + 400 TV`` with the terms
+of :mod:`smokeclear.train.enhance_losses`, the weights from the config. The
+content term needs local VGG-19 weights; without them it is off, which is logged
+as a warning and recorded in the weights. The texture discriminator is trained
+with its own Adam on each batch (the paper's pre-training of it is left out, as in
+the public code). ``pixel_weight`` (ours, 0 in the paper's preset) adds the
+unblurred colour loss, which holds fine detail where the content term would.
+
+Evaluation: PSNR / SSIM of the input, of a classical auto-levels baseline and of
+the network against the clean frame, on held-out frames through the weak camera
+(all faults, then each fault alone) and on any real pairs given by path (the
+paper's Table 2 protocol: the weak camera's image scored against the good one's).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from smokeclear.config import load_config, to_mapping
+from smokeclear.nets.loading import load_restorer
+from smokeclear.registry import RestorerSpec, get_restorer
+from smokeclear.synthetic.weak_camera import NO_FAULTS, WeakCameraFaults, degrade
+from smokeclear.train import data, evaluation, options
+from smokeclear.train.data import SCENE_EVAL_SIZE, SCENE_TRAIN_SIZE, VALIDATION_SEED
+from smokeclear.train.enhance_losses import (
+    TextureDiscriminator,
+    color_loss,
+    content_loss,
+    pixel_loss,
+    tv_loss,
+)
+from smokeclear.train.evaluation import EvalRow
+from smokeclear.train.loop import FitResult, fit_and_ship, initial_model, schedule_for
+from smokeclear.train.losses import (
+    AdversarialObjective,
+    Adversary,
+    discriminator_loss,
+    generator_loss,
+)
+from smokeclear.train.vgg import optional_features
+
+log = logging.getLogger(__name__)
+
+#: The content loss's layer of VGG-19 (Eq. 8).
+VGG_LAYERS = ("relu5_4",)
+#: Real pair folder names: DPED's phones first, then generic ones.
+WEAK_NAMES = ("iphone", "blackberry", "sony", "phone", "input")
+GOOD_NAMES = ("canon", "dslr", "target")
+#: The auto-levels baseline stretches each channel from this percentile to its mirror.
+LEVELS_PERCENTILE = 1.0
+
+
+@dataclass(frozen=True)
+class EnhanceTrainConfig:
+    patch_size: int = 100  # paper: 100x100 patches
+    batch_size: int = 50  # paper: 50
+    learning_rate: float = 5e-4  # paper: Adam, 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam defaults (public code)
+    steps_per_epoch: int = 1000
+    max_epochs: int = 20  # paper: 20k iterations
+    patience: int = 5
+    min_delta: float = 0.01  # dB
+    plateau_patience: int = 0
+    content_weight: float = 1.0  # paper Eq. 8 (VGG-19 relu5_4; off without --vgg-weights)
+    texture_weight: float = 0.4
+    color_weight: float = 0.1
+    tv_weight: float = 400.0
+    pixel_weight: float = 0.0  # ours: the unblurred colour loss
+    discriminator_width: int = 48  # paper: 48 channels in the first conv
+    identity_fraction: float = 0.1  # ours: patches left as they are
+    scene_fraction: float = 0.5  # share of patches from the synthetic scene (rest: photos)
+    real_fraction: float = 0.5  # share of batches from real pairs, when given
+    validation_size: int = 32
+    seed: int = 0
+    faults: WeakCameraFaults = field(default_factory=WeakCameraFaults)
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 16:
+            raise ValueError(f"patch_size must be >= 16, got {self.patch_size}")
+        for name in ("identity_fraction", "scene_fraction", "real_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TrainOptions(options.TrainOptions):
+    pairs_dirs: tuple[Path, ...] = ()  # real pairs: iphone/ + canon/ (DPED layout)
+    vgg_weights: Path | None = None  # torchvision VGG-19 state dict for the content loss
+
+
+@dataclass(frozen=True)
+class EvalOptions(options.EvalOptions):
+    pairs_dirs: tuple[Path, ...] = ()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_real_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, weak, good)`` for every file name in both folders of ``root`` (DPED layout)."""
+    return data.load_pairs(root, WEAK_NAMES, GOOD_NAMES)
+
+
+@dataclass
+class WeakCameraSampler:
+    """Draws ``(weak, clean)`` training batches; deterministic for a given generator."""
+
+    photos: list[np.ndarray]
+    scenes: list[Any]
+    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    config: EnhanceTrainConfig
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    def synthetic_pair(self) -> tuple[np.ndarray, np.ndarray]:
+        config, rng = self.config, self.rng
+        clean = data.clean_patch(
+            self.photos, self.scenes, config.patch_size, config.scene_fraction, rng
+        )
+        faults = NO_FAULTS if rng.random() < config.identity_fraction else config.faults
+        return degrade(clean, rng, faults), clean
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weak, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
+        if self.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
+        else:
+            pairs = [self.synthetic_pair() for _ in range(size)]
+        return data.oriented_pair_batch(pairs, self.rng)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+class EnhanceObjective(AdversarialObjective):
+    """The paper's Eq. 8 (plus the optional pixel term) with its own texture discriminator.
+
+    Args:
+        vgg: frozen VGG-19 features at :data:`VGG_LAYERS`; None turns the content loss off.
+    """
+
+    def __init__(self, config: EnhanceTrainConfig, vgg: nn.Module | None) -> None:
+        self.config = config
+        self.vgg = vgg
+        self.adversary: Adversary | None = None
+        if config.texture_weight > 0:
+            self.adversary = Adversary(
+                TextureDiscriminator(config.patch_size, config.discriminator_width),
+                config.learning_rate,
+                config.betas,
+            )
+        self.weights = {
+            "content": config.content_weight,
+            "texture": config.texture_weight,
+            "color": config.color_weight,
+            "tv": config.tv_weight,
+            "pixel": config.pixel_weight,
+        }
+        self.last_terms: dict[str, float] = {}
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        weak, clean = batch
+        output = model(weak)
+        terms: dict[str, torch.Tensor] = {}
+        if self.vgg is not None and self.weights["content"] > 0:
+            with torch.no_grad():
+                (target_features,) = self.vgg(clean)
+            (features,) = self.vgg(output)
+            terms["content"] = content_loss(features, target_features)
+        if self.adversary is not None:
+            self.adversary.step(discriminator_loss, clean, output)
+            terms["texture"] = generator_loss(self.adversary.judge(output))
+        if self.weights["color"] > 0:
+            terms["color"] = color_loss(output, clean)
+        if self.weights["tv"] > 0:
+            terms["tv"] = tv_loss(output)
+        if self.weights["pixel"] > 0:
+            terms["pixel"] = pixel_loss(output, clean)
+        self.last_terms = {name: float(value.detach()) for name, value in terms.items()}
+        return sum(self.weights[name] * value for name, value in terms.items())
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
+    """Train enhance and write ``out_dir/enhance.safetensors`` (FP16, ready to ship)."""
+    spec = spec or get_restorer("enhance")
+    config_path = options.config_path or spec.default_config
+    config = load_config(EnhanceTrainConfig, config_path, section="train")
+    torch.manual_seed(config.seed)
+    model = initial_model(spec, options)
+    vgg = (
+        optional_features(
+            "vgg19", VGG_LAYERS, options.vgg_weights, "the paper's VGG-19 content loss (weight 1)"
+        )
+        if config.content_weight > 0
+        else None
+    )
+    photos = data.load_clean_folders(list(options.clean_dirs), "train")
+    scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
+    real_pairs = [
+        (weak, good) for folder in options.pairs_dirs for _, weak, good in load_real_pairs(folder)
+    ]
+    validation = _validation_set(config, list(options.clean_dirs))
+    log.info(
+        "training enhance (width %d, %d blocks): %d clean photos + %d scenes, %d real pairs, "
+        "%d validation pairs, %d px patches, batch %d",
+        model.config.width,
+        model.config.blocks,
+        len(photos),
+        len(scenes),
+        len(real_pairs),
+        len(validation[0]),
+        config.patch_size,
+        config.batch_size,
+    )
+
+    def batches_for_epoch(epoch: int) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+        sampler = WeakCameraSampler(
+            photos, scenes, real_pairs, config, np.random.default_rng([config.seed, epoch])
+        )
+        return lambda: sampler.batch(config.batch_size)
+
+    objective = EnhanceObjective(config, vgg)
+    metadata = {
+        "train_config": to_mapping(config),
+        "data_recipe": {
+            "degradation": "synthetic weak camera (smokeclear.synthetic.weak_camera): blur, "
+            "veil, colour cast, gamma, shot + read noise, JPEG; "
+            f"{config.identity_fraction:.0%} of the patches left as they are",
+            "augmentation": "random crops, flips, 90-degree rotations",
+            **data.frame_sources(options, len(photos)),
+            "real_pairs_dirs": [str(p) for p in options.pairs_dirs],
+            "real_pairs": len(real_pairs),
+        },
+        "loss": {
+            "terms": " + ".join(
+                f"{weight:g} {name}" for name, weight in objective.weights.items() if weight > 0
+            ),
+            "content": "VGG-19 " + ",".join(VGG_LAYERS) if vgg is not None else "off",
+            "content_weights": str(options.vgg_weights) if vgg is not None else None,
+            "texture": f"grayscale discriminator, first width {config.discriminator_width} "
+            "(paper: 48)",
+        },
+    }
+    return fit_and_ship(
+        model,
+        spec,
+        batches_for_epoch=batches_for_epoch,
+        validation=validation,
+        objective=objective,
+        schedule=schedule_for(config, options),
+        out_dir=options.out_dir,
+        metadata=metadata,
+        resume=options.resume,
+        progress=options.progress,
+    )
+
+
+def _validation_set(
+    config: EnhanceTrainConfig, clean_dirs: list[Path]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    sampler = WeakCameraSampler(
+        data.load_clean_folders(clean_dirs, "val"),
+        data.scenes_for("val", *SCENE_TRAIN_SIZE),
+        [],
+        replace(config, identity_fraction=0.0),
+        np.random.default_rng(VALIDATION_SEED),
+    )
+    return sampler.batch(config.validation_size)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def auto_levels(image: np.ndarray, percentile: float = LEVELS_PERCENTILE) -> np.ndarray:
+    """Baseline: stretch each channel from its ``percentile`` to its ``100 - percentile``.
+
+    The classical one-click fix for a veil and a colour cast (no sharpening, no denoising).
+    """
+    low = np.percentile(image, percentile, axis=(0, 1))
+    high = np.percentile(image, 100 - percentile, axis=(0, 1))
+    stretched = (image - low) / np.maximum(high - low, 1e-3)
+    return np.clip(stretched, 0.0, 1.0).astype(np.float32)
+
+
+#: Evaluation sets of synthetic faults: the whole weak camera, then each fault alone,
+#: each drawn from the upper part of its training range so that every frame is hit.
+EVAL_FAULTS: dict[str, WeakCameraFaults] = {
+    "weak camera (all faults)": WeakCameraFaults(),
+    "optics blur only": replace(NO_FAULTS, blur_sigma=(0.6, 1.2)),
+    "veil, cast and gamma only": replace(
+        NO_FAULTS, contrast=(0.6, 0.8), cast=0.2, gamma=(0.8, 1.4)
+    ),
+    "sensor noise only": replace(NO_FAULTS, shot_noise=(0.002, 0.004), read_noise=(0.01, 0.02)),
+    "JPEG only": replace(NO_FAULTS, jpeg_fraction=1.0, jpeg_quality=(30, 60)),
+}
+
+
+def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
+    """Held-out frames through the weak camera (all faults, each alone), and any real pairs."""
+    spec = spec or get_restorer("enhance")
+    methods = {
+        "input": lambda weak: weak,
+        "auto levels": auto_levels,
+        "enhance": evaluation.network_method(load_restorer(spec, options.weights)),
+    }
+    scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
+    cleans = [
+        data.bgr8_to_rgb(scene.render(97 * k + 13).clean)
+        for scene in scenes
+        for k in range(options.frames_per_scene)
+    ]
+    for folder in options.clean_dirs:
+        cleans += [
+            data.read_rgb(path)
+            for path in data.image_files(folder)
+            if data.split_of(path.name) == "test"
+        ]
+    sets = []
+    for set_index, (label, faults) in enumerate(EVAL_FAULTS.items()):
+        cases = [
+            (clean, degrade(clean, np.random.default_rng([23, set_index, index]), faults))
+            for index, clean in enumerate(cleans)
+        ]
+        sets.append((label, cases))
+    for folder in options.pairs_dirs:
+        pairs = [(good, weak) for _, weak, good in load_real_pairs(folder)]
+        sets.append((f"real pairs: {folder.name}", pairs))
+    return evaluation.evaluate_sets(sets, methods, options.json_path, options.examples_path)
+
+
+def format_table(rows: list[EvalRow]) -> str:
+    return evaluation.format_method_table(rows)
