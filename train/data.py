@@ -8,6 +8,7 @@ hash of the file name, so the split is the same on every machine and run).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -171,6 +172,20 @@ def load_pairs(
             "Name each degraded image like its clean image.",
         )
     return pairs
+
+
+def training_frames(
+    clean_dirs: Sequence[Path],
+    pairs_dirs: Sequence[Path],
+    load_pairs: Callable[[Path], list[tuple[str, np.ndarray, np.ndarray]]],
+) -> tuple[list[np.ndarray], list[LaparoscopicScene], list[tuple[np.ndarray, np.ndarray]]]:
+    """A paired recipe's training sources: the training split of the clean-photo
+    folders, the training-seed scenes and the ``(degraded, clean)`` real pairs that
+    ``load_pairs`` reads from each of ``pairs_dirs``."""
+    photos = load_clean_folders(list(clean_dirs), "train")
+    scenes = scenes_for("train", *SCENE_TRAIN_SIZE)
+    pairs = [(bad, good) for folder in pairs_dirs for _, bad, good in load_pairs(folder)]
+    return photos, scenes, pairs
 
 
 def clean_patch(

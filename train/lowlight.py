@@ -285,11 +285,9 @@ def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
         if config.perceptual_weight > 0
         else None
     )
-    photos = data.load_clean_folders(list(options.clean_dirs), "train")
-    scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
-    real_pairs = [
-        (low, high) for folder in options.pairs_dirs for _, low, high in load_real_pairs(folder)
-    ]
+    photos, scenes, real_pairs = data.training_frames(
+        options.clean_dirs, options.pairs_dirs, load_real_pairs
+    )
     validation = _validation_set(config, list(options.clean_dirs))
     log.info(
         "training lowlight (width %d, edge width %d, %d RNN channels): %d clean photos + "
