@@ -73,6 +73,7 @@ class LiveSettings:
     view: str = "processed"  # one of VIEWS
     record: Path | None = None  # record the shown view to this video file
     max_frames: int | None = None  # stop after this many captured frames
+    camera_format: str | None = None  # MJPG, YUYV or NV12 to ask a camera for; None: its default
 
     def __post_init__(self) -> None:
         if self.fps is not None and not 1 <= self.fps <= 1000:
@@ -105,7 +106,12 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
     if size is None and settings.synthetic:
         size = (defaults.width, defaults.height)
     fps_request = settings.fps or (defaults.fps if settings.synthetic else None)
-    source = open_source(settings.source, *(size or (None, None)), fps=fps_request)
+    source = open_source(
+        settings.source,
+        *(size or (None, None)),
+        fps=fps_request,
+        camera_format=settings.camera_format,
+    )
     # Check the recording path before the engine is built (an export takes seconds).
     recorder = (
         VideoRecorder(settings.record, lossless_queue=not source.live) if settings.record else None

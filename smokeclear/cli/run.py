@@ -75,6 +75,7 @@ def command_run(args: argparse.Namespace) -> int:
         view=args.view,
         record=args.record,
         max_frames=args.max_frames,
+        camera_format=args.camera_format,
     )
     report = run_live(settings)
     print(report.format())

@@ -52,12 +52,17 @@ URL_PATTERN = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.IGN
 
 
 def open_source(
-    spec: str, width: int | None = None, height: int | None = None, fps: float | None = None
+    spec: str,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+    camera_format: str | None = None,
 ) -> Source:
     """Create and open the source named by ``spec`` (see the module docstring).
 
     ``width``, ``height`` and ``fps`` are requests: the synthetic scene renders at
     them, cameras are asked for them; the graph resizes whatever arrives.
+    ``camera_format`` (``MJPG``, ``YUYV``, ``NV12``) is asked of cameras only.
     """
     from smokeclear.stream.sources.folder import ImageFolderSource
     from smokeclear.stream.sources.opencv import CameraSource, NetworkSource, VideoFileSource
@@ -73,7 +78,7 @@ def open_source(
             )
         source = SyntheticSource(width or 1280, height or 720, fps or 30.0, int(seed_text))
     elif spec.isdigit() or spec.startswith("/dev/video"):
-        source = CameraSource(spec, width, height, fps)
+        source = CameraSource(spec, width, height, fps, fourcc=camera_format)
     elif URL_PATTERN.match(spec):
         source = NetworkSource(spec)
     elif Path(spec).is_dir():

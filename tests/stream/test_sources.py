@@ -45,6 +45,15 @@ def test_missing_camera_is_a_user_error_with_the_fix():
     assert "plugged in" in error.value.fix
 
 
+def test_camera_format_reaches_the_camera(monkeypatch: pytest.MonkeyPatch):
+    from smokeclear.stream.sources.opencv import CameraSource
+
+    monkeypatch.setattr(CameraSource, "open", lambda self: None)
+    source = open_source("/dev/video7", 640, 480, 30.0, camera_format="MJPG")
+    assert isinstance(source, CameraSource)
+    assert source.fourcc == "MJPG", "--camera-format must be asked of the camera"
+
+
 def test_missing_path_and_bad_seed():
     with pytest.raises(UserError, match="not found"):
         open_source("/no/such/video.mp4")
