@@ -24,11 +24,11 @@ from typing import Any
 from smokeclear import __version__
 from smokeclear.engines.select import BACKENDS
 from smokeclear.errors import UserError
+from smokeclear.parsing import comma_list, parse_size, parse_weights, parse_work_scale
 
 log = logging.getLogger("smokeclear")
 
 COMMANDS = ("run", "restore", "train", "eval", "export", "engines", "bench")
-WORK_SCALES = {"1": 1, "1.0": 1, "0.5": 2, "0.25": 4}
 
 
 @dataclass(frozen=True)
@@ -51,47 +51,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{message}", f"See `{self.prog} --help`.")
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"1280x720"`` -> ``(1280, 720)``."""
-    width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise UserError(f"bad --size {text!r}", "Use WIDTHxHEIGHT, e.g. --size 1280x720.")
-    size = int(width), int(height)
-    if min(size) < 16 or max(size) > 8192:
-        raise UserError(f"--size {text} is out of range", "Use a size between 16x16 and 8192x8192.")
-    return size
-
-
-def parse_work_scale(text: str) -> int:
-    if text not in WORK_SCALES:
-        raise UserError(f"bad --work-scale {text!r}", "Use 1, 0.5 or 0.25.")
-    return WORK_SCALES[text]
-
-
-def parse_weights(entries: list[str], restorers: list[str]) -> dict[str, Path]:
-    """``--weights PATH`` (one restorer) or ``--weights NAME=PATH`` (chains)."""
-    weights: dict[str, Path] = {}
-    for entry in entries:
-        name, sep, path = entry.partition("=")
-        if not sep:
-            if len(restorers) != 1:
-                raise UserError(
-                    f"--weights {entry} is ambiguous for a chain",
-                    "Use --weights NAME=PATH for each restorer.",
-                )
-            name, path = restorers[0], entry
-        if name not in restorers:
-            raise UserError(
-                f"--weights given for {name}, which is not in --restorer",
-                f"Use one of: {', '.join(restorers)}.",
-            )
-        weights[name] = Path(path)
-    return weights
 
 
 def build_parser() -> Parser:
@@ -744,8 +703,9 @@ def _bench_parser(commands) -> None:
     bench.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke test of about a minute on a 2-core CPU: torch and onnxruntime, one "
-        "small size, 1 and 2 streams for a few seconds",
+        help="a smoke test of about a minute on a 2-core CPU: the first registered restorer "
+        "(unless --restorer), torch and onnxruntime, one small size, 1 and 2 streams for a "
+        "few seconds",
     )
     bench.add_argument(
         "--restorer",
@@ -814,34 +774,79 @@ def _bench_parser(commands) -> None:
     )
     bench.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     bench.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _bench_subcommands(bench)
 
 
-def _comma_list(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    items = tuple(item.strip() for item in text.split(",") if item.strip())
-    if not items:
-        raise UserError(f"empty list {text!r}", "Give comma-separated values.")
-    return items
+def _bench_subcommands(bench) -> None:
+    """``smokeclear bench SUBCOMMAND``: the single-purpose measurements."""
+    from smokeclear.registry import REGISTRY
+
+    first = next(iter(REGISTRY))
+    tools = bench.add_subparsers(dest="bench_command", parser_class=Parser, metavar="SUBCOMMAND")
+    speed = tools.add_parser(
+        "engine-speed", help="engine-only fps of one restorer chain on one backend, per size"
+    )
+    speed.add_argument("--restorer", default=first, help=f"restorer or chain (default {first})")
+    speed.add_argument("--backend", choices=BACKENDS, default="auto")
+    speed.add_argument("--device", choices=("cpu", "cuda"), help="default: the GPU if any")
+    speed.add_argument("--work-scale", default="1", help="network at 1, 0.5 or 0.25 of the frame")
+    speed.add_argument("--iterations", type=int, default=50, help="timed frames (default 50)")
+    backends = tools.add_parser(
+        "backends",
+        help="torch FP32 eager against FP16 + CUDA graphs and AOTInductor: speed and PSNR",
+    )
+    backends.add_argument(
+        "--restorer", action="append", default=[], help=f"repeatable (default {first})"
+    )
+    backends.add_argument("--iterations", type=int, default=100, help="timed (default 100)")
+    backends.add_argument("--warmup", type=int, default=10, help="untimed first (default 10)")
+    stats = tools.add_parser("model-stats", help="parameters and FLOPs per frame of a network")
+    stats.add_argument("--restorer", default=first, help=f"default {first}")
+    stats.add_argument("--config", type=Path, help="count this YAML's network instead")
+    share = tools.add_parser(
+        "module-share", help="each top-level submodule's share of a forward pass"
+    )
+    share.add_argument("--restorer", default=first, help=f"default {first}")
+    share.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    share.add_argument("--half", action="store_true", help="FP16 weights and input")
+    share.add_argument("--iterations", type=int, default=10, help="timed (default 10)")
+    share.add_argument("--warmup", type=int, default=2, help="untimed first (default 2)")
+    size_defaults = {
+        speed: "640x360",
+        backends: "1920x1080 on a GPU, 320x180 on the CPU",
+        stats: "1920x1080",
+        share: "640x360",
+    }
+    for tool, default in size_defaults.items():
+        tool.add_argument(
+            "--size",
+            action="append",
+            default=[],
+            help=f"WIDTHxHEIGHT, repeatable (default {default})",
+        )
+        tool.add_argument("--json", type=Path, help="write the rows as JSON here")
+    report = tools.add_parser("report", help="remake the markdown and plots of a bench JSON")
+    report.add_argument("results", type=Path, help="a JSON that `smokeclear bench` wrote")
+    report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
 def bench_config(args: argparse.Namespace):
     """The checked BenchConfig of a ``bench`` command line."""
-    from smokeclear.bench import harness
-    from smokeclear.registry import REGISTRY, parse_chain
+    from smokeclear.bench.config import default_restorers, make_config
+    from smokeclear.registry import parse_chain
 
-    streams = _comma_list(args.streams)
+    streams = comma_list(args.streams)
     if streams is not None and not all(count.isdigit() for count in streams):
         raise UserError(f"bad --streams {args.streams!r}", "Use counts, e.g. --streams 1,2,4.")
-    chains = tuple(args.restorer) or tuple(REGISTRY)
+    chains = tuple(args.restorer) or default_restorers(args.quick)
     names = sorted({spec.name for chain in chains for spec in parse_chain(chain)})
-    sizes = _comma_list(args.sizes)
-    return harness.make_config(
+    sizes = comma_list(args.sizes)
+    return make_config(
         quick=args.quick,
         device=args.device,
         restorers=chains,
-        backends=_comma_list(args.backends),
-        precisions=_comma_list(args.precisions),
+        backends=comma_list(args.backends),
+        precisions=comma_list(args.precisions),
         sizes=tuple(parse_size(size) for size in sizes) if sizes else None,
         paper_sizes=args.paper_sizes,
         streams=tuple(int(count) for count in streams) if streams else None,
@@ -856,12 +861,27 @@ def bench_config(args: argparse.Namespace):
     )
 
 
+def _check_plots(no_plots: bool) -> None:
+    """Fail before measuring when the plots cannot be drawn and were not declined."""
+    from smokeclear.bench.plots import matplotlib_missing
+
+    if not no_plots and matplotlib_missing():
+        raise UserError(
+            "matplotlib is not installed: the bench draws its plots with it",
+            'Install the bench extra (pip install "smokeclear[bench]"), or pass --no-plots.',
+        )
+
+
 def command_bench(args: argparse.Namespace) -> int:
+    if args.bench_command is not None:
+        return _bench_tool(args)
     from smokeclear.bench import harness, report
+    from smokeclear.bench.machine import results_dir
 
     config = bench_config(args)
+    _check_plots(args.no_plots)
     results = harness.run_bench(config, progress=lambda line: print(line, flush=True))
-    json_path = args.json or harness.results_dir(results["machine"]) / (
+    json_path = args.json or results_dir(results["machine"]) / (
         "bench-quick.json" if args.quick else "bench.json"
     )
     for path in report.write_report(results, json_path, plots=not args.no_plots):
@@ -870,6 +890,53 @@ def command_bench(args: argparse.Namespace) -> int:
         print(f"plots: {results['plots_note']}")
     print(f"bench took {results['wall_s']:.0f} s")
     return 0
+
+
+def _bench_tool(args: argparse.Namespace) -> int:
+    """Run ``smokeclear bench SUBCOMMAND``."""
+    from smokeclear.registry import REGISTRY, get_restorer, parse_chain
+
+    tool = args.bench_command
+    if tool == "report":
+        _check_plots(args.no_plots)
+        from smokeclear.bench.report import remake_report
+
+        return remake_report(args.results, plots=not args.no_plots)
+    sizes = [parse_size(size) for size in args.size] or None
+    if tool == "engine-speed":
+        from smokeclear.bench.engine_speed import print_engine_speed
+        from smokeclear.runtime import EngineRequest
+
+        request = EngineRequest(
+            tuple(parse_chain(args.restorer)),
+            backend=args.backend,
+            device=args.device,
+            work_divisor=parse_work_scale(args.work_scale),
+        )
+        return print_engine_speed(request, sizes or [(640, 360)], args.iterations, args.json)
+    if tool == "backends":
+        from smokeclear.bench.backends import compare_backends
+
+        restorers = args.restorer or [next(iter(REGISTRY))]
+        for name in restorers:
+            get_restorer(name)
+        return compare_backends(restorers, sizes, args.iterations, args.warmup, args.json)
+    get_restorer(args.restorer)  # an unknown name is one line, before torch loads
+    if tool == "model-stats":
+        from smokeclear.bench.model_stats import print_model_stats
+
+        return print_model_stats(args.restorer, sizes or [(1920, 1080)], args.config, args.json)
+    from smokeclear.bench.module_share import print_module_share
+
+    return print_module_share(
+        args.restorer,
+        sizes or [(640, 360)],
+        args.device,
+        args.half,
+        args.iterations,
+        args.warmup,
+        args.json,
+    )
 
 
 HANDLERS = {

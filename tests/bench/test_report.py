@@ -9,12 +9,8 @@ from typing import Any
 
 import pytest
 
-from smokeclear.bench.report import (
-    evaluate_targets,
-    finite,
-    paper_references,
-    write_plots,
-)
+from smokeclear.bench.plots import write_plots
+from smokeclear.bench.report import evaluate_targets, finite, paper_references
 
 H100 = "NVIDIA H100 80GB HBM3"
 
