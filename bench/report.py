@@ -15,8 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from smokeclear.bench.config import SCHEMA
 from smokeclear.bench.papers import paper_figures
 from smokeclear.bench.plots import write_plots
+from smokeclear.errors import UserError
 from smokeclear.registry import REGISTRY
 
 # The speed targets, all for an NVIDIA H100 (TARGETS_TEXT says them in words).
@@ -377,8 +379,10 @@ def format_markdown(results: dict[str, Any]) -> str:
         f"## Graph (synthetic source at {config['fps']:g} fps -> engine -> NullSink, "
         f"{config['graph_seconds']:g} s per run, streams run together)",
         "",
-        "achieved fps: restored frames shown per second of source time, past the warm-up, "
-        "worst stream; the budget breaks below "
+        "restored fps: frames the engine restored per second of source time, past the "
+        "warm-up, worst stream; achieved fps: those of them shown within the deadline "
+        "(capture to display, one frame period); deadline misses: restored, but too late "
+        "to show. The budget breaks below "
         "95 % of the target rate or above 5 % bypassed. Latency pooled over the streams, "
         "warm-up excluded. CPU: % of one core over the run, by stage thread (all streams); "
         "other = native pools (onnxruntime, OpenMP, CUDA) and the main thread.",
@@ -394,9 +398,10 @@ def format_markdown(results: dict[str, Any]) -> str:
                 r["engine"],
                 f"{r['width']}x{r['height']}",
                 str(r["streams"]),
+                _num(r.get("restored_fps_min")),
                 _num(r["achieved_fps_min"]),
                 _num(100 * r["bypass_rate_max"]) + " %",
-                f"{counters['source_skipped']} / {counters['dropped']} / {counters['late']}",
+                f"{counters['source_skipped']} / {counters['dropped']} / {r['deadline_misses']}",
                 _latency_text(
                     r["latency_ms"].get(END_TO_END_PROCESSED), ("p50", "p95", "p99", "max")
                 ),
@@ -424,6 +429,7 @@ def format_markdown(results: dict[str, Any]) -> str:
             "engine",
             "size",
             "streams",
+            "restored fps",
             "achieved fps",
             "bypassed",
             "skipped at source / dropped / deadline misses",
@@ -549,8 +555,23 @@ def write_report(results: dict[str, Any], json_path: Path, plots: bool = True) -
 
 
 def remake_report(results_path: Path, plots: bool = True) -> int:
-    """``smokeclear bench report``: the markdown and plots of a saved JSON, made again."""
-    results = json.loads(results_path.read_text())
+    """``smokeclear bench report``: the markdown and plots of a saved JSON, made again.
+
+    Raises:
+        UserError: the file is missing or is not a bench JSON.
+    """
+    try:
+        results = json.loads(results_path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"cannot read bench results {results_path} ({type(error).__name__})",
+            "Give the JSON that `smokeclear bench` wrote (--json, or bench/results/).",
+        ) from None
+    if not isinstance(results, dict) or results.get("schema") != SCHEMA:
+        raise UserError(
+            f"{results_path} is not a bench results file (no schema {SCHEMA!r})",
+            "Give the JSON that `smokeclear bench` wrote (--json, or bench/results/).",
+        )
     for path in write_report(results, results_path, plots=plots):
         print(f"wrote {path}")
     return 0

@@ -103,3 +103,52 @@ def test_bad_bench_arguments_are_one_line(arguments, capsys):
     assert main(["bench", "--device", "cpu", *arguments]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("smokeclear: error: "), err
+
+
+def test_bench_report_remakes_the_markdown_of_a_saved_json(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    saved = Path(__file__).parents[2] / "bench" / "results" / "cpu" / "bench.json"
+    copy = tmp_path / "bench.json"
+    shutil.copy(saved, copy)
+    assert main(["bench", "report", str(copy), "--no-plots"]) == 0
+    assert f"wrote {copy.with_suffix('.md')}" in capsys.readouterr().out
+    markdown = copy.with_suffix(".md").read_text()
+    assert "## Targets" in markdown and "| restored fps | achieved fps |" in markdown
+
+
+def test_without_matplotlib_the_bench_fails_before_measuring(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["bench", "--device", "cpu", "--quick"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert 'pip install "smokeclear[bench]"' in line and "--no-plots" in line
+
+
+def test_engine_speed_is_a_bench_subcommand(tmp_path, capsys):
+    out = tmp_path / "engine.json"
+    options = ["--backend", "torch", "--device", "cpu", "--size", "64x48", "--iterations", "2"]
+    assert (
+        main(["bench", "engine-speed", "--restorer", "desmoke", *options, "--json", str(out)]) == 0
+    )
+    assert "desmoke torch-cpu-fp32 64x48 work 1/1:" in capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["latency_ms"]["total"]["count"] == 2
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["model-stats", "--size", "8x8"],
+        ["module-share", "--restorer", "nosuchnet"],
+        ["engine-speed", "--work-scale", "0.3"],
+        ["backends", "--restorer", "nosuchnet"],
+        ["report", "/nonexistent/bench.json", "--no-plots"],
+    ],
+)
+def test_bad_bench_subcommand_arguments_are_one_line(arguments, capsys):
+    assert main(["bench", *arguments]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("smokeclear: error: "), err
