@@ -93,6 +93,12 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> d
     )
     for entry in skipped:
         progress(f"  skipped {entry.backend} {entry.precision}: {entry.reason}")
+    cores = os.cpu_count() or 1
+    if load_before[0] >= cores:
+        progress(
+            f"  warning: load average {load_before[0]:.1f} on {cores} cores before the run: "
+            "other processes share the CPU and every figure will be low"
+        )
     peak = None
     if importable("torch"):
         peak = matmul_peak(config.device, config.matmul_seconds, config.matmul_size)

@@ -782,7 +782,12 @@ def _bench_subcommands(bench) -> None:
     from smokeclear.registry import REGISTRY
 
     first = next(iter(REGISTRY))
-    tools = bench.add_subparsers(dest="bench_command", parser_class=Parser, metavar="SUBCOMMAND")
+    tools = bench.add_subparsers(
+        dest="bench_command",
+        parser_class=Parser,
+        metavar="SUBCOMMAND",
+        title="single measurements (without one, the whole bench runs)",
+    )
     speed = tools.add_parser(
         "engine-speed", help="engine-only fps of one restorer chain on one backend, per size"
     )
