@@ -74,7 +74,23 @@ def test_a_tiny_bench_writes_the_json_and_the_markdown(tmp_path, capsys, tiny_we
     assert set(engine["latency_ms"]) == {"upload", "infer", "download", "total"}
     assert engine["flops_per_frame"] > 0 and engine["fraction_of_peak"] > 0
 
+    assert set(engine) == {
+        *("restorers", "backend", "precision", "device", "engine", "baseline", "width"),
+        *("height", "iterations", "warmup", "start_s", "fps", "infer_fps", "mean_ms"),
+        *("latency_ms", "flops_per_frame", "achieved_flops_per_s", "achieved_flops_timing"),
+        *("fraction_of_peak", "speedup_vs_torch_fp32_eager", "process_cpu_percent", "rss_mb"),
+    }, "the engine rows' JSON keys stay as they were (no GPU memory on the CPU)"
+
     (graph,) = results["graph"]
+    assert set(graph) == {
+        *("achieved_fps", "achieved_fps_min", "achieved_fps_total", "bypass_rate"),
+        *("bypass_rate_max", "budget_ok", "budget_broken_because", "budget_ms", "counters"),
+        *("deadline_misses", "latency_ms", "end_to_end_quantiles_ms", "reports", "restorers"),
+        *("backend", "precision", "device", "engine", "baseline", "width", "height"),
+        *("streams", "fps_target", "frames_per_stream", "warmup_frames", "cpu", "rss_mb"),
+        *("restored_fps", "restored_fps_min"),
+    }, "the graph rows' JSON keys stay as they were, plus the restored rate"
+    assert graph["restored_fps_min"] >= graph["achieved_fps_min"]
     assert graph["streams"] == 1 and len(graph["reports"]) == 1
     assert graph["counters"]["captured"] == 12
     assert {"achieved_fps", "bypass_rate", "budget_ok", "latency_ms", "cpu"} <= set(graph)

@@ -260,3 +260,21 @@ def test_a_row_counts_restored_frames_the_deadline_threw_away():
     assert row.restored_fps == [10.0], "10 frames restored past the warm-up in 1 s of source"
     assert row.deadline_misses == 10, "restored but never shown: each missed its deadline"
     assert not row.budget_ok
+
+
+def test_an_engine_maker_finds_a_chains_onnx_once_per_run(monkeypatch, tiny_weights):
+    import smokeclear.runtime
+
+    found = []
+
+    def onnx_model(request):
+        found.append(request.label)
+        return tiny_weights  # any existing path: the engines are never started
+
+    monkeypatch.setattr(smokeclear.runtime, "onnx_model", onnx_model)
+    config = make_config(device="cpu", weights={"desmoke": tiny_weights})
+    request = engine_request(config, "desmoke")
+    engines = variants.EngineMaker(threads=1)
+    made = [engines.make(request, Variant("onnxruntime", "fp32", "cpu")) for _ in range(3)]
+    assert found == ["desmoke"], "one lookup (or export) for the engine view and every stream"
+    assert {engine.model_path for engine in made} == {tiny_weights}
