@@ -244,9 +244,9 @@ def test_a_row_counts_restored_frames_the_deadline_threw_away():
     import numpy as np
 
     from smokeclear.stream.frame import Frame, Mode
-    from smokeclear.stream.stats import Counters, LatencyLog, RunReport
+    from smokeclear.stream.stats import Counters, RunReport
 
-    latency = LatencyLog(warmup_frames=2)
+    latency = graph_view.RestoredLatencyLog(warmup_frames=2)
     for seq in range(12):  # every frame restored, 80 ms late; all shown raw at capture
         frame = Frame(seq, np.zeros((1, 1, 3), np.uint8), 0)
         frame.stamps |= {"postprocess_start": 70 * 10**6, "postprocess_end": 80 * 10**6}
@@ -259,6 +259,8 @@ def test_a_row_counts_restored_frames_the_deadline_threw_away():
     assert row.achieved_fps == [0.0] and row.bypass_rate == [1.0]
     assert row.restored_fps == [10.0], "10 frames restored past the warm-up in 1 s of source"
     assert row.deadline_misses == 10, "restored but never shown: each missed its deadline"
+    restored = row.latency_ms[graph_view.RESTORED]
+    assert restored["count"] == 10 and restored["p50"] == 80.0, "by how much they missed"
     assert not row.budget_ok
 
 
