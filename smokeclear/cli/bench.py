@@ -96,9 +96,8 @@ def _bench_parser(commands) -> None:
 
 def _bench_subcommands(bench) -> None:
     """``smokeclear bench SUBCOMMAND``: the single-purpose measurements."""
-    from smokeclear.registry import REGISTRY
-
-    first = next(iter(REGISTRY))
+    first = _first_restorer()
+    bench.set_defaults(bench_tool=None)
     tools = bench.add_subparsers(
         dest="bench_command",
         parser_class=Parser,
@@ -150,6 +149,14 @@ def _bench_subcommands(bench) -> None:
     report = tools.add_parser("report", help="remake the markdown and plots of a bench JSON")
     report.add_argument("results", type=Path, help="a JSON that `smokeclear bench` wrote")
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    for tool, handler in (
+        (speed, _engine_speed),
+        (backends, _backends),
+        (stats, _model_stats),
+        (share, _module_share),
+        (report, _report),
+    ):
+        tool.set_defaults(bench_tool=handler)
 
 
 def bench_config(args: argparse.Namespace):
@@ -195,8 +202,8 @@ def _check_plots(no_plots: bool) -> None:
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    if args.bench_command is not None:
-        return _bench_tool(args)
+    if args.bench_tool is not None:
+        return args.bench_tool(args)
     from smokeclear.bench import harness, report
     from smokeclear.bench.machine import results_dir
 
@@ -214,48 +221,63 @@ def command_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_tool(args: argparse.Namespace) -> int:
-    """Run ``smokeclear bench SUBCOMMAND``."""
-    from smokeclear.registry import REGISTRY, get_restorer, parse_chain
+def _engine_speed(args: argparse.Namespace) -> int:
+    from smokeclear.bench.engine_speed import print_engine_speed
+    from smokeclear.registry import parse_chain
+    from smokeclear.runtime import EngineRequest
 
-    tool = args.bench_command
-    if tool == "report":
-        _check_plots(args.no_plots)
-        from smokeclear.bench.report import remake_report
+    request = EngineRequest(
+        tuple(parse_chain(args.restorer)),
+        backend=args.backend,
+        device=args.device,
+        work_divisor=parse_work_scale(args.work_scale),
+    )
+    sizes = [parse_size(size) for size in args.size] or [(640, 360)]
+    return print_engine_speed(request, sizes, args.iterations, args.json)
 
-        return remake_report(args.results, plots=not args.no_plots)
+
+def _backends(args: argparse.Namespace) -> int:
+    from smokeclear.registry import get_restorer
+
+    for name in args.restorer:
+        get_restorer(name)  # an unknown name is one line, before torch loads
+    from smokeclear.bench.backends import compare_backends
+
     sizes = [parse_size(size) for size in args.size] or None
-    if tool == "engine-speed":
-        from smokeclear.bench.engine_speed import print_engine_speed
-        from smokeclear.runtime import EngineRequest
+    restorers = args.restorer or [_first_restorer()]
+    return compare_backends(restorers, sizes, args.iterations, args.warmup, args.json)
 
-        request = EngineRequest(
-            tuple(parse_chain(args.restorer)),
-            backend=args.backend,
-            device=args.device,
-            work_divisor=parse_work_scale(args.work_scale),
-        )
-        return print_engine_speed(request, sizes or [(640, 360)], args.iterations, args.json)
-    if tool == "backends":
-        from smokeclear.bench.backends import compare_backends
 
-        restorers = args.restorer or [next(iter(REGISTRY))]
-        for name in restorers:
-            get_restorer(name)
-        return compare_backends(restorers, sizes, args.iterations, args.warmup, args.json)
-    get_restorer(args.restorer)  # an unknown name is one line, before torch loads
-    if tool == "model-stats":
-        from smokeclear.bench.model_stats import print_model_stats
+def _model_stats(args: argparse.Namespace) -> int:
+    from smokeclear.registry import get_restorer
 
-        return print_model_stats(args.restorer, sizes or [(1920, 1080)], args.config, args.json)
+    get_restorer(args.restorer)
+    from smokeclear.bench.model_stats import print_model_stats
+
+    sizes = [parse_size(size) for size in args.size] or [(1920, 1080)]
+    return print_model_stats(args.restorer, sizes, args.config, args.json)
+
+
+def _module_share(args: argparse.Namespace) -> int:
+    from smokeclear.registry import get_restorer
+
+    get_restorer(args.restorer)
     from smokeclear.bench.module_share import print_module_share
 
+    sizes = [parse_size(size) for size in args.size] or [(640, 360)]
     return print_module_share(
-        args.restorer,
-        sizes or [(640, 360)],
-        args.device,
-        args.half,
-        args.iterations,
-        args.warmup,
-        args.json,
+        args.restorer, sizes, args.device, args.half, args.iterations, args.warmup, args.json
     )
+
+
+def _report(args: argparse.Namespace) -> int:
+    _check_plots(args.no_plots)
+    from smokeclear.bench.report import remake_report
+
+    return remake_report(args.results, plots=not args.no_plots)
+
+
+def _first_restorer() -> str:
+    from smokeclear.registry import REGISTRY
+
+    return next(iter(REGISTRY))
