@@ -2,8 +2,8 @@
 
 ``smokeclear bench module-share --restorer lowlight --size 640x360`` times the
 shipped network in eager PyTorch on the CPU; ``--device cuda --half`` times it in FP16
-on the GPU (the lowlight issue's "scan under 25 % of the frame time" is the ``rnn``
-row at 1920x1080). The whole frame is timed without hooks; each submodule is timed
+on the GPU (lowlight's target, its recurrent scan under 25 % of the frame time, is
+the ``rnn`` row at 1920x1080). The whole frame is timed without hooks; each submodule is timed
 by forward hooks that synchronise the device before reading the clock, so its
 figure includes no queued work of other modules. Medians over ``--iterations``
 after ``--warmup`` passes.
