@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smokeclear.cli.options import Parser
+from smokeclear.cli.options import Parser, model_file_options
 from smokeclear.errors import UserError
 from smokeclear.parsing import parse_weights, parse_work_scale
 
@@ -20,7 +20,7 @@ def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
     )
     build = actions.add_parser(
         "build",
-        parents=[verbose],
+        parents=[model_file_options(), verbose],
         help="build the engine for a restorer (chain) into the cache; takes minutes",
     )
     build.add_argument(
@@ -50,8 +50,6 @@ def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--workspace-gb", type=float, default=4.0, help="builder scratch memory (default 4 GiB)"
     )
-    build.add_argument("--work-scale", default="1", help="1, 0.5 or 0.25 (default 1)")
-    build.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH")
     clear = actions.add_parser("clear", parents=[verbose], help="delete the cached engines")
     clear.add_argument(
         "--timing-caches", action="store_true", help="also delete TensorRT's timing caches"

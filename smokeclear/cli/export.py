@@ -6,18 +6,17 @@ import argparse
 from pathlib import Path
 
 from smokeclear import __version__
+from smokeclear.cli.options import model_file_options
 from smokeclear.errors import UserError
 from smokeclear.parsing import parse_weights, parse_work_scale
 
 
 def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
     export = commands.add_parser(
-        "export", parents=[verbose], help="export a restorer (chain) to ONNX"
+        "export", parents=[model_file_options(), verbose], help="export a restorer (chain) to ONNX"
     )
     export.add_argument("restorer", help="a restorer, a comma-separated chain, or `all`")
     export.add_argument("--out", type=Path, required=True, help="output folder")
-    export.add_argument("--work-scale", default="1", help="1, 0.5 or 0.25 (default 1)")
-    export.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH")
     export.add_argument(
         "--precision",
         choices=("fp32", "fp16", "both"),

@@ -58,6 +58,21 @@ def engine_options() -> argparse.ArgumentParser:
     return parent
 
 
+def model_file_options() -> argparse.ArgumentParser:
+    """Parent parser: --work-scale (default 1) and --weights, for the commands that
+    write a model file for later runs (export, engines build)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--work-scale", default="1", help="1, 0.5 or 0.25 (default 1)")
+    parent.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="weights file instead of the shipped one",
+    )
+    return parent
+
+
 def detail_gain_option(more: str) -> argparse.ArgumentParser:
     """Parent parser: ``--detail-gain K``; ``more`` ends its help (live or fixed gain)."""
     parent = argparse.ArgumentParser(add_help=False)
