@@ -11,16 +11,14 @@ device work) for every variant that can run here:
 and compares each variant's output with the eager FP32 output on real scene
 frames (PSNR, max abs error), which is the FP16-vs-FP32 check on a GPU.
 
-    python -m smokeclear.bench.backends --restorer desmoke --size 1920x1080 \
+    smokeclear bench backends --restorer desmoke --size 1920x1080 \
         --json bench/results/h100/backends.json
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,45 +26,29 @@ import numpy as np
 import torch
 
 from smokeclear.bench.engine_speed import write_results
-from smokeclear.cli import parse_size
+from smokeclear.bench.variants import EngineMaker, Variant
 from smokeclear.registry import get_restorer
-from smokeclear.runtime import EngineRequest, aoti_package, build_chain
+from smokeclear.runtime import EngineRequest
 from smokeclear.stream.stats import percentiles
 
 
-@dataclass(frozen=True)
-class Variant:
-    label: str
-    kind: str  # "torch" | "aoti"
-    half: bool
-    cuda_graphs: bool
-
-
 def variants(device: str) -> list[Variant]:
+    """torch FP32 eager first (the reference), then the compiled forms on ``device``."""
     if device == "cuda":
         return [
-            Variant("eager-fp32", "torch", half=False, cuda_graphs=False),
-            Variant("torch-fp16-graphs", "torch", half=True, cuda_graphs=True),
-            Variant("aoti-fp16", "aoti", half=True, cuda_graphs=False),
-            Variant("aoti-fp16-graphs", "aoti", half=True, cuda_graphs=True),
+            Variant("torch", "fp32", device),
+            Variant("torch", "fp16", device, cuda_graphs=True),
+            Variant("aoti", "fp16", device),
+            Variant("aoti", "fp16", device, cuda_graphs=True),
         ]
-    return [
-        Variant("eager-fp32", "torch", half=False, cuda_graphs=False),
-        Variant("aoti-fp32", "aoti", half=False, cuda_graphs=False),
-    ]
+    return [Variant("torch", "fp32", device), Variant("aoti", "fp32", device)]
 
 
-def make_engine(request: EngineRequest, variant: Variant, device: str):
-    from smokeclear.engines.aoti_engine import AotiEngine
-    from smokeclear.engines.torch_engine import TorchEngine
-
-    module = build_chain(request)
-    options = {"device": device, "half": variant.half, "cuda_graphs": variant.cuda_graphs}
-    if variant.kind == "aoti":
-        return AotiEngine(
-            lambda: module, lambda m, example: aoti_package(request, m, example), **options
-        )
-    return TorchEngine(lambda: module, **options)
+def label(variant: Variant) -> str:
+    """``eager-fp32``, ``torch-fp16-graphs``, ``aoti-fp16``, ... (the rows' ``variant``)."""
+    if variant.baseline:
+        return "eager-fp32"
+    return variant.label + ("-graphs" if variant.cuda_graphs else "")
 
 
 def run_variant(
@@ -107,57 +89,53 @@ def compare(reference: list[np.ndarray], outputs: list[np.ndarray]) -> dict[str,
     return {"psnr_db": math.inf if mse == 0 else 10 * math.log10(1 / mse), "max_abs_error": worst}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--restorer", action="append", default=[], help="repeatable")
-    parser.add_argument("--size", action="append", default=[], help="WIDTHxHEIGHT, repeatable")
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+def compare_backends(
+    restorers: list[str],
+    sizes: list[tuple[int, int]] | None,
+    iterations: int,
+    warmup: int,
+    json_path: Path | None,
+) -> int:
+    """``smokeclear bench backends``: every variant of each restorer at each size.
+
+    Args:
+        sizes: ``(width, height)``; None: 1920x1080 on a GPU, 320x180 on the CPU.
+    """
     from smokeclear.synthetic.scene import LaparoscopicScene
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    engines = EngineMaker()
     results = []
-    for name in args.restorer or ["desmoke"]:
+    for name in restorers:
         request = EngineRequest((get_restorer(name),), device=device)
-        for size in args.size or ["1920x1080" if device == "cuda" else "320x180"]:
-            width, height = parse_size(size)
+        for width, height in sizes or [(1920, 1080) if device == "cuda" else (320, 180)]:
             scene = LaparoscopicScene(width, height, seed=11)
             frames = [scene.render(index * 23).smoky for index in range(4)]
             reference: list[np.ndarray] | None = None
             baseline_fps = None
             for variant in variants(device):
-                engine = make_engine(request, variant, device)
+                engine = engines.make(request, variant)
                 if device == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                timing, outputs = run_variant(
-                    engine, frames, width, height, args.iterations, args.warmup
-                )
+                timing, outputs = run_variant(engine, frames, width, height, iterations, warmup)
                 if reference is None:
                     reference, baseline_fps = outputs, timing["fps"]
                 row = {
                     "restorer": name,
                     "size": f"{width}x{height}",
-                    "variant": variant.label,
+                    "variant": label(variant),
                     **timing,
                     "speedup_over_eager_fp32": timing["fps"] / baseline_fps,
                     "vs_eager_fp32": compare(reference, outputs),
                 }
                 results.append(row)
                 print(
-                    f"{name} {width}x{height} {variant.label:18s} {row['fps']:8.1f} fps  "
+                    f"{name} {width}x{height} {row['variant']:18s} {row['fps']:8.1f} fps  "
                     f"p50 {row['infer_ms']['p50']:7.2f} ms  p99 {row['infer_ms']['p99']:7.2f} ms  "
                     f"x{row['speedup_over_eager_fp32']:.2f}  "
                     f"PSNR vs FP32 {row['vs_eager_fp32']['psnr_db']:.1f} dB",
                     flush=True,
                 )
-    if args.json:
-        write_results(args.json, results)
+    if json_path:
+        write_results(json_path, results)
     return 0
-
-
-if __name__ == "__main__":
-    from smokeclear.errors import exit_status
-
-    raise SystemExit(exit_status("smokeclear.bench.backends", main))

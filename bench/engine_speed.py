@@ -5,15 +5,13 @@ Batch 1, warm-up excluded. ``infer`` returns only when the device work is done
 around each call measure finished work. Frames are synthetic-scene frames, rotated
 among several so that caches do not flatter the numbers.
 
-    python -m smokeclear.bench.engine_speed --restorer desmoke --size 640x360 \
+    smokeclear bench engine-speed --restorer desmoke --size 640x360 \
         --work-scale 0.5 --iterations 100 --json bench/results/cpu/engine.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from smokeclear.cli import parse_size, parse_work_scale
 from smokeclear.engines.base import Engine
-from smokeclear.registry import parse_chain
 from smokeclear.runtime import EngineRequest, create_engine
 from smokeclear.stream.stats import percentiles
 
@@ -135,46 +131,13 @@ def cuda_stream(engine: Engine) -> Any:
     return torch.cuda.ExternalStream(int(stream))
 
 
-def machine() -> dict[str, str]:
-    import onnxruntime
-    import torch
-
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "threads": str(torch.get_num_threads()),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = str(torch.version.cuda)
-    return info
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--restorer", default="desmoke")
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--device")
-    parser.add_argument(
-        "--size", action="append", default=[], help="WIDTHxHEIGHT, repeatable (default 640x360)"
-    )
-    parser.add_argument("--work-scale", default="1")
-    parser.add_argument("--iterations", type=int, default=50)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    request = EngineRequest(
-        tuple(parse_chain(args.restorer)),
-        backend=args.backend,
-        device=args.device,
-        work_divisor=parse_work_scale(args.work_scale),
-    )
+def print_engine_speed(
+    request: EngineRequest, sizes: list[tuple[int, int]], iterations: int, json_path: Path | None
+) -> int:
+    """``smokeclear bench engine-speed``: measure each size, print a line each, write JSON."""
     results = []
-    for size in args.size or ["640x360"]:
-        width, height = parse_size(size)
-        result = measure(request, width, height, args.iterations)
+    for width, height in sizes:
+        result = measure(request, width, height, iterations)
         results.append(result)
         total = result["latency_ms"]["total"]
         infer = result["latency_ms"]["infer"]
@@ -183,18 +146,14 @@ def main(argv: list[str] | None = None) -> int:
             f"work 1/{request.work_divisor}: {result['fps']:.1f} fps, total p50 "
             f"{total['p50']:.2f} p99 {total['p99']:.2f} ms, infer p50 {infer['p50']:.2f} ms"
         )
-    if args.json:
-        write_results(args.json, results)
+    if json_path:
+        write_results(json_path, results)
     return 0
 
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> None:
     """``{"machine": ..., "results": results}`` as JSON at ``path`` (folders made)."""
+    from smokeclear.bench.machine import machine
+
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
-
-
-if __name__ == "__main__":
-    from smokeclear.errors import exit_status
-
-    raise SystemExit(exit_status("smokeclear.bench.engine_speed", main))

@@ -1,6 +1,6 @@
 """Parameters and FLOPs per frame of a restorer network, counted without running it.
 
-``python -m smokeclear.bench.model_stats --restorer dereflect --size 1920x1080`` counts
+``smokeclear bench model-stats --restorer dereflect --size 1920x1080`` counts
 the shipped network; ``--config FILE`` counts an untrained network of that YAML's
 ``network:`` section instead (e.g. the paper-width presets). FLOPs are 2 per
 multiply-add of convolutions and matmuls (``torch.utils.flop_counter``), at the size
@@ -9,12 +9,9 @@ padded to the network's multiple, on meta tensors.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
-
-from smokeclear.cli import parse_size
 
 
 def model_stats(
@@ -48,28 +45,19 @@ def model_stats(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--restorer", default="desmoke")
-    parser.add_argument("--size", action="append", default=[], help="WIDTHxHEIGHT, repeatable")
-    parser.add_argument("--config", type=Path, help="count this YAML's network instead")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+def print_model_stats(
+    restorer: str, sizes: list[tuple[int, int]], config: Path | None, json_path: Path | None
+) -> int:
+    """``smokeclear bench model-stats``: one line per size; the rows as JSON."""
     rows = []
-    for size in args.size or ["1920x1080"]:
-        row = model_stats(args.restorer, *parse_size(size), args.config)
+    for width, height in sizes:
+        row = model_stats(restorer, width, height, config)
         rows.append(row)
         print(
             f"{row['restorer']} ({row['config']}): {row['parameters'] / 1e6:.3f} M parameters, "
             f"{row['gflops']:.1f} GFLOP per {row['size']} frame"
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    from smokeclear.errors import exit_status
-
-    raise SystemExit(exit_status("smokeclear.bench.model_stats", main))

@@ -1,9 +1,9 @@
 """Where a restorer's frame time goes: each top-level submodule's share of a forward pass.
 
-``python -m smokeclear.bench.module_share --restorer lowlight --size 640x360`` times the
+``smokeclear bench module-share --restorer lowlight --size 640x360`` times the
 shipped network in eager PyTorch on the CPU; ``--device cuda --half`` times it in FP16
-on the GPU (the lowlight issue's "scan under 25 % of the frame time" is the ``rnn``
-row at 1920x1080). The whole frame is timed without hooks; each submodule is timed
+on the GPU (lowlight's target, its recurrent scan under 25 % of the frame time, is
+the ``rnn`` row at 1920x1080). The whole frame is timed without hooks; each submodule is timed
 by forward hooks that synchronise the device before reading the clock, so its
 figure includes no queued work of other modules. Medians over ``--iterations``
 after ``--warmup`` passes.
@@ -11,15 +11,12 @@ after ``--warmup`` passes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from smokeclear.cli import parse_size
 
 
 def module_share(
@@ -109,21 +106,19 @@ def _median_ms(
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--restorer", default="lowlight")
-    parser.add_argument("--size", action="append", default=[], help="WIDTHxHEIGHT, repeatable")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--half", action="store_true", help="FP16 weights and input")
-    parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+def print_module_share(
+    restorer: str,
+    sizes: list[tuple[int, int]],
+    device: str,
+    half: bool,
+    iterations: int,
+    warmup: int,
+    json_path: Path | None,
+) -> int:
+    """``smokeclear bench module-share``: each submodule's share per size; rows as JSON."""
     rows = []
-    for size in args.size or ["640x360"]:
-        row = module_share(
-            args.restorer, *parse_size(size), args.device, args.half, args.iterations, args.warmup
-        )
+    for width, height in sizes:
+        row = module_share(restorer, width, height, device, half, iterations, warmup)
         rows.append(row)
         print(
             f"{row['restorer']} {row['size']} on {row['device']} ({row['dtype']}): "
@@ -131,13 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, entry in row["modules"].items():
             print(f"  {name:12s} {entry['ms']:9.2f} ms  {entry['share']:6.1%}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    from smokeclear.errors import exit_status
-
-    raise SystemExit(exit_status("smokeclear.bench.module_share", main))

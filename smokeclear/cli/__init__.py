@@ -18,8 +18,8 @@ from smokeclear.cli import bench, engines, export, restore, run, train
 from smokeclear.cli.bench import bench_config
 from smokeclear.cli.logs import configure_logging, quiet_native_logs
 from smokeclear.cli.options import Parser, verbose_options
-from smokeclear.cli.parsing import parse_size, parse_weights, parse_work_scale
 from smokeclear.errors import UserError
+from smokeclear.parsing import parse_size, parse_weights, parse_work_scale
 
 __all__ = [
     "bench_config",

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from smokeclear.cli.options import Parser, model_file_options
-from smokeclear.cli.parsing import parse_weights, parse_work_scale
 from smokeclear.errors import UserError
+from smokeclear.parsing import parse_weights, parse_work_scale
 
 
 def add_parser(commands, verbose: argparse.ArgumentParser) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from smokeclear import __version__
 from smokeclear.cli.options import model_file_options
-from smokeclear.cli.parsing import parse_weights, parse_work_scale
 from smokeclear.errors import UserError
+from smokeclear.parsing import parse_weights, parse_work_scale
 
 
 def add_parser(commands, verbose: argparse.ArgumentParser) -> None:

@@ -7,9 +7,9 @@ import argparse
 import math
 from typing import TYPE_CHECKING
 
-from smokeclear.cli.parsing import parse_weights, parse_work_scale
 from smokeclear.engines.select import BACKENDS
 from smokeclear.errors import UserError
+from smokeclear.parsing import parse_weights, parse_work_scale
 
 if TYPE_CHECKING:
     from smokeclear.runtime import EngineRequest

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from smokeclear.cli.options import detail_gain_option, engine_options, engine_request
-from smokeclear.cli.parsing import parse_size
+from smokeclear.parsing import parse_size
 from smokeclear.stream.live import DISPLAYS, VIEWS
 
 

@@ -9,17 +9,13 @@ import time
 
 import pytest
 
-from smokeclear.bench import harness
-from smokeclear.bench.harness import (
-    BENCH_BACKENDS,
-    PRECISIONS,
-    StageCpu,
-    Variant,
-    add_speedups,
-    budget_verdict,
-    make_config,
-    plan_variants,
-)
+from smokeclear.bench import graph_view, stage_cpu, variants
+from smokeclear.bench.config import BENCH_BACKENDS, PRECISIONS, make_config
+from smokeclear.bench.engine_view import EngineRow, add_speedups, count_flops
+from smokeclear.bench.graph_view import budget_verdict, summarise_graphs
+from smokeclear.bench.machine import matmul_peak
+from smokeclear.bench.stage_cpu import StageCpu
+from smokeclear.bench.variants import Variant, engine_request, plan_variants
 from smokeclear.cli import bench_config, build_parser
 from smokeclear.errors import UserError
 
@@ -33,7 +29,7 @@ def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
     def reason(backend: str, device: str = "cuda") -> str | None:
         return TENSORRT_MISSING if backend == "tensorrt" else None
 
-    monkeypatch.setattr(harness, "unavailable_reason", reason)
+    monkeypatch.setattr(variants, "unavailable_reason", reason)
 
 
 def test_every_backend_and_precision_is_run_or_skipped_with_a_reason(no_tensorrt):
@@ -41,10 +37,10 @@ def test_every_backend_and_precision_is_run_or_skipped_with_a_reason(no_tensorrt
     runnable, skipped = plan_variants(config)
     assert runnable[0] == Variant("torch", "fp32", "cpu") and runnable[0].baseline
     seen = [(v.backend, v.precision) for v in runnable]
-    seen += [(s["backend"], s["precision"]) for s in skipped]
+    seen += [(s.backend, s.precision) for s in skipped]
     expected = [(b, p) for b in BENCH_BACKENDS for p in PRECISIONS]
     assert sorted(seen) == sorted(expected), "each pair exactly once: nothing dropped silently"
-    reasons = {(s["backend"], s["precision"]): s["reason"] for s in skipped}
+    reasons = {(s.backend, s.precision): s.reason for s in skipped}
     assert reasons["tensorrt", "fp16"] == TENSORRT_MISSING
     assert reasons["aoti", "fp32"] == "not in --backends"
     assert "CUDA" in reasons["torch", "fp16"], "FP16 needs a GPU: the reason says so"
@@ -55,7 +51,7 @@ def test_quick_says_why_it_leaves_compiled_backends_out(no_tensorrt):
     config = make_config(quick=True, device="cpu")
     runnable, skipped = plan_variants(config)
     assert [v.label for v in runnable] == ["torch-fp32", "onnxruntime-fp32"]
-    reasons = {(s["backend"], s["precision"]): s["reason"] for s in skipped}
+    reasons = {(s.backend, s.precision): s.reason for s in skipped}
     assert "--quick" in reasons["aoti", "fp32"]
     assert reasons["tensorrt", "fp32"] == TENSORRT_MISSING, "missing beats left out"
 
@@ -63,11 +59,12 @@ def test_quick_says_why_it_leaves_compiled_backends_out(no_tensorrt):
 def test_the_fp32_eager_baseline_runs_even_when_torch_is_not_asked_for(no_tensorrt):
     runnable, skipped = plan_variants(make_config(device="cpu", backends=("onnxruntime",)))
     assert [v.label for v in runnable] == ["torch-fp32", "onnxruntime-fp32"]
-    assert ("torch", "fp32") not in {(s["backend"], s["precision"]) for s in skipped}
+    assert ("torch", "fp32") not in {(s.backend, s.precision) for s in skipped}
 
 
 def test_quick_defaults_fit_a_two_core_cpu():
     config = make_config(quick=True, device="cpu")
+    assert config.restorers == ("desmoke",), "one restorer: a first run exports its ONNX only"
     assert config.sizes == ((320, 180),) and config.paper_sizes == ()
     assert config.streams == (1, 2) and config.fps == 15.0
     assert config.graph_seconds <= 5 and config.iterations <= 30 and config.matmul_seconds <= 1
@@ -119,15 +116,31 @@ def test_budget_holds_at_95_percent_of_the_rate_and_5_percent_bypassed():
 
 
 def test_speedups_are_against_fp32_eager_of_the_same_chain_and_size():
-    def row(engine: str, size: int, infer_ms: float, baseline: bool = False) -> dict:
-        return {
-            "restorers": "desmoke",
-            "engine": engine,
-            "width": size,
-            "height": size,
-            "baseline": baseline,
-            "mean_ms": {"infer": infer_ms},
-        }
+    def row(engine: str, size: int, infer_ms: float, baseline: bool = False) -> EngineRow:
+        return EngineRow(
+            restorers="desmoke",
+            backend="torch",
+            precision="fp32",
+            device="cpu",
+            engine=engine,
+            baseline=baseline,
+            width=size,
+            height=size,
+            iterations=1,
+            warmup=0,
+            start_s=0.0,
+            fps=1.0,
+            infer_fps=1.0,
+            mean_ms={"infer": infer_ms},
+            latency_ms={},
+            flops_per_frame=None,
+            achieved_flops_per_s=None,
+            achieved_flops_timing="infer",
+            fraction_of_peak=None,
+            speedup_vs_torch_fp32_eager=None,
+            process_cpu_percent=None,
+            rss_mb=None,
+        )
 
     rows = [
         row("eager", 64, 10.0, baseline=True),
@@ -136,14 +149,15 @@ def test_speedups_are_against_fp32_eager_of_the_same_chain_and_size():
         row("onnx", 128, 8.0),
         row("onnx", 256, 1.0),
     ]
-    add_speedups(rows)
-    assert [r["speedup_vs_torch_fp32_eager"] for r in rows] == [1.0, 4.0, 1.0, 5.0, None]
+    rows = add_speedups(rows)
+    assert [r.speedup_vs_torch_fp32_eager for r in rows] == [1.0, 4.0, 1.0, 5.0, None]
+    assert "peak_gpu_memory_mb" not in rows[0].to_dict(), "GPU memory only on a GPU"
 
 
 def test_graph_warm_up_is_half_a_second_but_at_most_a_quarter_of_the_run():
-    assert harness.graph_warmup_frames(600, 60.0) == 30
-    assert harness.graph_warmup_frames(20, 60.0) == 5
-    assert harness.graph_warmup_frames(3, 60.0) == 1
+    assert graph_view.graph_warmup_frames(600, 60.0) == 30
+    assert graph_view.graph_warmup_frames(20, 60.0) == 5
+    assert graph_view.graph_warmup_frames(3, 60.0) == 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread CPU from /proc")
@@ -170,7 +184,7 @@ def test_stage_cpu_is_attributed_to_the_stage_threads():
 
 
 def test_stage_names_come_from_the_graphs_thread_names():
-    assert [harness.stage_of(n) for n in ("infer-3", "capture", "presenter-1", "MainThread")] == [
+    assert [stage_cpu.stage_of(n) for n in ("infer-3", "capture", "presenter-1", "MainThread")] == [
         "infer",
         "capture",
         "presenter",
@@ -183,8 +197,8 @@ def test_flops_are_counted_on_meta_tensors_like_on_real_ones(tiny_weights):
     from torch.utils.flop_counter import FlopCounterMode
 
     config = make_config(device="cpu", weights={"desmoke": tiny_weights})
-    request = harness.engine_request(config, "desmoke")
-    counted = harness.count_flops(request, 64, 48)
+    request = engine_request(config, "desmoke")
+    counted = count_flops(request, 64, 48)
     from smokeclear.runtime import build_chain
 
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -193,7 +207,7 @@ def test_flops_are_counted_on_meta_tensors_like_on_real_ones(tiny_weights):
 
 
 def test_matmul_peak_reports_a_positive_rate():
-    peak = harness.matmul_peak("cpu", seconds=0.01, size=64)
+    peak = matmul_peak("cpu", seconds=0.01, size=64)
     assert peak["dtype"] == "fp32" and peak["matmuls"] >= 1 and peak["flops_per_s"] > 0
 
 
@@ -213,10 +227,56 @@ def test_achieved_fps_counts_restored_frames_per_second_of_source_time_past_warm
         "synthetic:0", "double", "", 4, 4, 100.0, True, 1.3, Counters(captured=12), {}
     )
     graph = SimpleNamespace(latency=latency)
-    steady = harness.summarise_graphs([graph], [report], [0], fps=10.0, warmup=2)
-    assert steady["achieved_fps"] == [8.0] and steady["bypass_rate"] == [0.2]
-    assert steady["budget_broken_because"] is not None, "20 % bypassed breaks the budget"
-    starved = harness.summarise_graphs([graph], [report], [2], fps=10.0, warmup=2)
-    assert starved["achieved_fps"] == [pytest.approx(8 / 1.2)], "frames lost at capture count"
-    assert starved["counters"]["source_skipped"] == 2
-    assert len(steady["end_to_end_quantiles_ms"]) == 101
+    steady = summarise_graphs([graph], [report], [0], fps=10.0, warmup=2)
+    assert steady.achieved_fps == [8.0] and steady.bypass_rate == [0.2]
+    assert steady.budget_broken_because is not None, "20 % bypassed breaks the budget"
+    starved = summarise_graphs([graph], [report], [2], fps=10.0, warmup=2)
+    assert starved.achieved_fps == [pytest.approx(8 / 1.2)], "frames lost at capture count"
+    assert starved.counters["source_skipped"] == 2
+    assert len(steady.end_to_end_quantiles_ms) == 101
+
+
+def test_a_row_counts_restored_frames_the_deadline_threw_away():
+    """An engine too slow for the deadline restores frames the presenter never shows:
+    the row says how many it made, not just that none was shown (issue 17's 0.0 fps)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from smokeclear.stream.frame import Frame, Mode
+    from smokeclear.stream.stats import Counters, RunReport
+
+    latency = graph_view.RestoredLatencyLog(warmup_frames=2)
+    for seq in range(12):  # every frame restored, 80 ms late; all shown raw at capture
+        frame = Frame(seq, np.zeros((1, 1, 3), np.uint8), 0)
+        frame.stamps |= {"postprocess_start": 70 * 10**6, "postprocess_end": 80 * 10**6}
+        latency.record_stages(frame)
+        latency.record_presented(frame, Mode.BYPASS, 10**6)
+    report = RunReport(
+        "synthetic:0", "slow", "", 4, 4, 66.7, True, 1.2, Counters(captured=12, processed=12), {}
+    )
+    row = summarise_graphs([SimpleNamespace(latency=latency)], [report], [0], fps=10.0, warmup=2)
+    assert row.achieved_fps == [0.0] and row.bypass_rate == [1.0]
+    assert row.restored_fps == [10.0], "10 frames restored past the warm-up in 1 s of source"
+    assert row.deadline_misses == 10, "restored but never shown: each missed its deadline"
+    restored = row.latency_ms[graph_view.RESTORED]
+    assert restored["count"] == 10 and restored["p50"] == 80.0, "by how much they missed"
+    assert not row.budget_ok
+
+
+def test_an_engine_maker_finds_a_chains_onnx_once_per_run(monkeypatch, tiny_weights):
+    import smokeclear.runtime
+
+    found = []
+
+    def onnx_model(request):
+        found.append(request.label)
+        return tiny_weights  # any existing path: the engines are never started
+
+    monkeypatch.setattr(smokeclear.runtime, "onnx_model", onnx_model)
+    config = make_config(device="cpu", weights={"desmoke": tiny_weights})
+    request = engine_request(config, "desmoke")
+    engines = variants.EngineMaker(threads=1)
+    made = [engines.make(request, Variant("onnxruntime", "fp32", "cpu")) for _ in range(3)]
+    assert found == ["desmoke"], "one lookup (or export) for the engine view and every stream"
+    assert {engine.model_path for engine in made} == {tiny_weights}

@@ -1,6 +1,7 @@
 import json
 
-from smokeclear.bench.model_stats import main, model_stats
+from smokeclear.bench.model_stats import model_stats
+from smokeclear.cli import main
 from smokeclear.registry import REGISTRY
 
 
@@ -13,10 +14,8 @@ def test_counts_the_paper_network_from_its_config():
 
 def test_flops_grow_with_the_frame_and_write_json(tmp_path, capsys):
     out = tmp_path / "stats.json"
-    assert (
-        main(["--restorer", "desmoke", "--size", "64x64", "--size", "128x128", "--json", str(out)])
-        == 0
-    )
+    sizes = ["--size", "64x64", "--size", "128x128"]
+    assert main(["bench", "model-stats", "--restorer", "desmoke", *sizes, "--json", str(out)]) == 0
     small, large = json.loads(out.read_text())
     assert large["gflops"] == small["gflops"] * 4
     assert small["parameters"] == large["parameters"] > 0
@@ -28,11 +27,11 @@ def test_a_bad_restorer_is_one_line_and_exit_2():
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "smokeclear.bench.model_stats", "--restorer", "nope"],
+        [sys.executable, "-m", "smokeclear", "bench", "model-stats", "--restorer", "nope"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("smokeclear.bench.model_stats: error: ")
+    assert result.stderr.startswith("smokeclear: error: ")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -7,7 +7,8 @@ import types
 import pytest
 
 from smokeclear.bench import module_share as module_share_module
-from smokeclear.bench.module_share import main, module_share
+from smokeclear.bench.module_share import module_share
+from smokeclear.cli import main
 
 
 def test_repeated_submodule_calls_add_up_to_one_frame(monkeypatch):
@@ -25,10 +26,8 @@ def test_repeated_submodule_calls_add_up_to_one_frame(monkeypatch):
 
 def test_cli_prints_and_writes_json(tmp_path, capsys):
     path = tmp_path / "share.json"
-    assert (
-        main(["--restorer", "desmoke", "--size", "64x64", "--iterations", "1", "--json", str(path)])
-        == 0
-    )
+    options = ["--size", "64x64", "--iterations", "1", "--json", str(path)]
+    assert main(["bench", "module-share", "--restorer", "desmoke", *options]) == 0
     assert "ms per frame" in capsys.readouterr().out
     (row,) = json.loads(path.read_text())
     assert row["restorer"] == "desmoke" and "to_rgb" in row["modules"]

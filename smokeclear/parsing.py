@@ -1,5 +1,5 @@
-"""Text -> value for the options several commands share (sizes, work scales, weights,
-comma lists). Torch-free: bench and the engines read them too."""
+"""Command-line values shared by ``smokeclear`` and the bench: sizes, work scales,
+weights and comma lists. Torch-free, so any command can parse its options cheaply."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def parse_weights(entries: list[str], restorers: list[str]) -> dict[str, Path]:
     return weights
 
 
-def _comma_list(text: str | None) -> tuple[str, ...] | None:
+def comma_list(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     items = tuple(item.strip() for item in text.split(",") if item.strip())
