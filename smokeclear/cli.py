@@ -279,6 +279,14 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="[NAME=]PATH",
         help="weights file instead of the shipped one",
     )
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="PATH",
+        help="onnxruntime and TensorRT: run this ONNX model, or the chain's model in a folder "
+        "`smokeclear export --out` wrote; needs no torch (default: the shipped model when it "
+        "fits the weights, else one exported to the cache on first use, which needs torch)",
+    )
 
 
 # --------------------------------------------------------------------------- commands
@@ -308,6 +316,7 @@ def engine_request(args: argparse.Namespace, profile: Profile):
         work_divisor=divisor,
         weights=parse_weights(args.weights, [s.name for s in specs]),
         detail_gain=parse_detail_gain(args.detail_gain),
+        onnx=args.onnx,
     )
     check_detail_gain(request)  # before a source opens or a model is exported
     return request
@@ -536,10 +545,11 @@ def _export_fp32(request, path: Path):
 
     from smokeclear.export.fp16 import FP32_MAX_ABS_ERROR, parity_inputs
     from smokeclear.export.onnx_export import check_parity, export_onnx
+    from smokeclear.onnx_models import provenance
     from smokeclear.runtime import build_chain
 
     module = build_chain(request)
-    metadata = {"restorers": request.label, "smokeclear": __version__, "precision": "fp32"}
+    metadata = {"smokeclear": __version__, "precision": "fp32", **provenance(request)}
     export_onnx(module, path, metadata)
     inputs = parity_inputs(module.input_multiple)
     report = check_parity(module, path, [torch.from_numpy(frame) for frame in inputs])

@@ -1,14 +1,72 @@
+"""A deployment box has ONNX models, onnxruntime or TensorRT, and no torch."""
+
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+#: Makes ``import torch`` fail as on a box without it (``find_spec`` says absent too).
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
+
+
+def run_cli_without_torch(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    code = BLOCK_TORCH + "from smokeclear.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=240,
+    )
 
 
 def test_live_path_imports_without_torch():
-    """A TensorRT deployment box has no torch: registry, onnxruntime engine and graph
-    must import without it."""
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
+    """A TensorRT deployment box has no torch: registry, engines, graph, the ONNX lookup
+    and its FP16 conversion must import without it."""
+    code = BLOCK_TORCH + (
         "import smokeclear.registry, smokeclear.engines.onnxruntime_engine\n"
+        "import smokeclear.engines.tensorrt_engine, smokeclear.runtime, smokeclear.restore\n"
+        "import smokeclear.onnx_models, smokeclear.export.fp16, smokeclear.cli\n"
         "import smokeclear.stream.graph, smokeclear.stream.sources.opencv\nprint('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_restore_runs_from_exported_onnx_without_torch(tiny_weights: Path, tmp_path: Path):
+    from smokeclear.cli import main
+
+    models = tmp_path / "models"
+    export = ["export", "desmoke", "--weights", str(tiny_weights), "--precision", "fp32"]
+    assert main([*export, "--out", str(models)]) == 0
+    frame = np.random.default_rng(0).integers(0, 256, (40, 56, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), frame)
+    engine = ["--backend", "onnxruntime", "--device", "cpu", "--work-scale", "1"]
+    given = ["--onnx", str(models), "--weights", str(tiny_weights)]
+    args = ["restore", str(tmp_path / "in.png"), str(tmp_path / "out.png"), *engine, *given]
+    # An empty cache: the only model there is is the exported one.
+    result = run_cli_without_torch(args, SMOKECLEAR_CACHE=str(tmp_path / "empty-cache"))
+    assert result.returncode == 0, f"restore without torch failed:\n{result.stderr}"
+    restored = cv2.imread(str(tmp_path / "out.png"))
+    assert restored is not None and restored.shape == frame.shape
+    assert np.abs(restored.astype(int) - frame).max() > 4, "the tiny net should change the frame"
+    assert main([*args[:2], str(tmp_path / "with-torch.png"), *args[3:]]) == 0
+    expected = cv2.imread(str(tmp_path / "with-torch.png"))
+    np.testing.assert_array_equal(restored, expected, "same ONNX, same output, torch or not")
+
+
+def test_a_missing_onnx_without_torch_is_one_clear_error(tiny_weights: Path, tmp_path: Path):
+    frame = np.zeros((32, 32, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), frame)
+    args = ["restore", str(tmp_path / "in.png"), str(tmp_path / "out.png")]
+    args += ["--backend", "onnxruntime", "--weights", str(tiny_weights), "--work-scale", "0.5"]
+    result = run_cli_without_torch(args, SMOKECLEAR_CACHE=str(tmp_path / "empty-cache"))
+    assert result.returncode == 2, f"expected the user's error, got:\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "exporting one needs torch, which is not installed" in result.stderr, result.stderr
+    fix = "smokeclear export desmoke --work-scale 0.5 --out DIR` and pass --onnx DIR"
+    assert fix in result.stderr, result.stderr
+    assert not (tmp_path / "out.png").exists()
