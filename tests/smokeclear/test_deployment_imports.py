@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 #: Makes ``import torch`` fail as on a box without it (``find_spec`` says absent too).
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
@@ -34,6 +35,20 @@ def test_live_path_imports_without_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_cpu_box_chooses_its_backend_without_importing_torch():
+    """Importing torch only to learn there is no GPU delayed the first frame by seconds."""
+    from smokeclear.engines.select import cuda_driver_loads
+
+    if cuda_driver_loads():
+        pytest.skip("a CUDA driver is installed: torch is rightly asked for the GPU")
+    code = (
+        "import sys\nfrom smokeclear.engines.select import choose_backend\n"
+        "print(choose_backend('auto').backend, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["onnxruntime", "False"], result.stdout + result.stderr
 
 
 def test_restore_runs_from_exported_onnx_without_torch(tiny_weights: Path, tmp_path: Path):
