@@ -136,13 +136,9 @@ def shipped_onnx(request: EngineRequest) -> Path | None:
     return path
 
 
-def cache_dir() -> Path:
+def cached_path(request: EngineRequest) -> Path:
     from smokeclear.runtime import cache_dir
 
-    return cache_dir()
-
-
-def cached_path(request: EngineRequest) -> Path:
     return cache_dir() / "onnx" / f"{request.artefact_stem}-{provenance_key(request)[:16]}.onnx"
 
 

@@ -31,6 +31,7 @@ def test_live_path_imports_without_torch():
         "import smokeclear.registry, smokeclear.engines.onnxruntime_engine\n"
         "import smokeclear.engines.tensorrt_engine, smokeclear.runtime, smokeclear.restore\n"
         "import smokeclear.onnx_models, smokeclear.export.fp16, smokeclear.cli\n"
+        "import smokeclear.export.tensorrt_build, smokeclear.engines.engine_cache\n"
         "import smokeclear.stream.graph, smokeclear.stream.sources.opencv\nprint('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -51,12 +52,23 @@ def test_a_cpu_box_chooses_its_backend_without_importing_torch():
     assert result.stdout.split() == ["onnxruntime", "False"], result.stdout + result.stderr
 
 
-def test_restore_runs_from_exported_onnx_without_torch(tiny_weights: Path, tmp_path: Path):
+@pytest.fixture(scope="module")
+def exported(tiny_weights: Path, tmp_path_factory) -> Path:
+    """The folder `smokeclear export desmoke --precision fp32` wrote for the tiny weights."""
     from smokeclear.cli import main
 
-    models = tmp_path / "models"
+    models = tmp_path_factory.mktemp("exported")
     export = ["export", "desmoke", "--weights", str(tiny_weights), "--precision", "fp32"]
     assert main([*export, "--out", str(models)]) == 0
+    return models
+
+
+def test_restore_runs_from_exported_onnx_without_torch(
+    exported: Path, tiny_weights: Path, tmp_path: Path
+):
+    from smokeclear.cli import main
+
+    models = exported
     frame = np.random.default_rng(0).integers(0, 256, (40, 56, 3), np.uint8)
     cv2.imwrite(str(tmp_path / "in.png"), frame)
     engine = ["--backend", "onnxruntime", "--device", "cpu", "--work-scale", "1"]
@@ -85,3 +97,31 @@ def test_a_missing_onnx_without_torch_is_one_clear_error(tiny_weights: Path, tmp
     fix = "smokeclear export desmoke --work-scale 0.5 --out DIR` and pass --onnx DIR"
     assert fix in result.stderr, result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def test_tensorrt_gets_its_fp16_model_from_exported_fp32_without_torch(
+    exported: Path, tmp_path: Path
+):
+    """The TensorRT path converts a given (or shipped) FP32 model to FP16 in the cache."""
+    code = BLOCK_TORCH + (
+        "from pathlib import Path\n"
+        "from smokeclear.registry import get_restorer\n"
+        "from smokeclear.runtime import EngineRequest, onnx_fp16_model\n"
+        "request = EngineRequest((get_restorer('desmoke'),), onnx=Path(sys.argv[1]))\n"
+        "print(onnx_fp16_model(request))"
+    )
+    cache = tmp_path / "cache"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(exported)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SMOKECLEAR_CACHE": str(cache)},
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    fp16 = Path(result.stdout.strip())
+    assert fp16.parent == cache / "onnx" and fp16.name.endswith(".fp16.onnx"), fp16
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(fp16)).metadata_props}
+    assert metadata["precision"] == "fp16" and metadata["restorers"] == "desmoke"
