@@ -318,6 +318,11 @@ def engine_request(args: argparse.Namespace, profile: Profile):
         detail_gain=parse_detail_gain(args.detail_gain),
         onnx=args.onnx,
     )
+    if args.onnx is not None and args.backend in ("torch", "aoti"):
+        raise UserError(
+            f"--onnx is for the onnxruntime and TensorRT backends, not {args.backend}",
+            "Use --backend onnxruntime (or tensorrt), or leave --onnx out.",
+        )
     check_detail_gain(request)  # before a source opens or a model is exported
     return request
 

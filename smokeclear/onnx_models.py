@@ -225,7 +225,10 @@ def find_onnx(request: EngineRequest) -> Path | None:
     """The FP32 (or given) ONNX model of ``request``: given, shipped or cached; None to export."""
     if request.onnx is not None:
         return given_onnx(request)
-    return shipped_onnx(request) or cached_onnx(request)
+    found = shipped_onnx(request) or cached_onnx(request)
+    if found is not None:
+        log.debug("ONNX model of %s: %s", request.label, found)
+    return found
 
 
 def export_needs_torch(request: EngineRequest) -> None:

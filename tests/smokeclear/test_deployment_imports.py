@@ -125,3 +125,12 @@ def test_tensorrt_gets_its_fp16_model_from_exported_fp32_without_torch(
 
     metadata = {p.key: p.value for p in onnx.load(str(fp16)).metadata_props}
     assert metadata["precision"] == "fp16" and metadata["restorers"] == "desmoke"
+
+
+def test_onnx_with_a_torch_backend_is_a_user_error(exported: Path, tmp_path: Path, capsys):
+    from smokeclear.cli import main
+
+    cv2.imwrite(str(tmp_path / "in.png"), np.zeros((16, 16, 3), np.uint8))
+    args = ["restore", str(tmp_path / "in.png"), str(tmp_path / "out.png")]
+    assert main([*args, "--backend", "torch", "--onnx", str(exported)]) == 2
+    assert "--onnx is for the onnxruntime and TensorRT backends" in capsys.readouterr().err
