@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from smokeclear.errors import UserError
-from smokeclear.export.ship import shipped_requests, stale_reason, write_models
+from smokeclear.export.ship import main, shipped_requests, stale_reason, write_models
 from smokeclear.onnx_models import (
     SHIPPED_DIR,
     find_onnx,
@@ -96,6 +96,12 @@ def test_tensorrt_converts_a_shipped_model_to_fp16_in_the_cache(shipped):
     assert model_metadata(fp16)["precision"] == "fp16"
     assert model_metadata(fp16)["weights_sha256"] == model_metadata(path)["weights_sha256"]
     assert onnx_fp16_model(EngineRequest((DESMOKE,), onnx=fp16)) == fp16, "a given FP16 is used"
+
+
+def test_the_generator_check_lists_missing_models_and_fails(tmp_path, capsys):
+    assert main(["--check", "--out", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(shipped_requests()) and "desmoke-w2.onnx: missing" in lines
 
 
 @pytest.mark.parametrize("request_", shipped_requests(), ids=lambda r: r.artefact_stem)
