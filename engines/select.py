@@ -26,12 +26,26 @@ class BackendChoice:
 
 
 def cuda_device_name() -> str | None:
-    """The first CUDA GPU torch can use, or None (torch absent or no GPU)."""
-    if importlib.util.find_spec("torch") is None:
+    """The first CUDA GPU torch can use, or None (torch absent, no CUDA driver or no GPU)."""
+    if importlib.util.find_spec("torch") is None or not cuda_driver_loads():
         return None
     import torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def cuda_driver_loads() -> bool:
+    """Whether the CUDA driver library loads. Without it torch sees no GPU, and importing
+    torch only to learn that delays a CPU box's first frame by seconds."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def importable(module: str) -> bool:

@@ -41,11 +41,14 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from smokeclear.errors import UserError
-from smokeclear.export.onnx_export import ParityReport, session_feeds
+
+if TYPE_CHECKING:  # onnx_export imports torch; conversion runs on boxes without it
+    from smokeclear.export.onnx_export import ParityReport
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +261,8 @@ def compare_models(
       small inputs.
     """
     import onnxruntime as ort
+
+    from smokeclear.export.onnx_export import ParityReport, session_feeds
 
     reference = ort.InferenceSession(str(reference_path), providers=["CPUExecutionProvider"])
     reference_names = [value.name for value in reference.get_inputs()]

@@ -1,8 +1,9 @@
 """From a restorer request to a started-ready engine: backend choice and model artefacts.
 
 This is where the layers meet: it builds torch modules for the torch backend and
-exports (and caches) ONNX files for onnxruntime, so the engines themselves stay
-free of export and training code.
+exports (and caches) ONNX files for onnxruntime and TensorRT, so the engines
+themselves stay free of export and training code. Those two backends need no torch
+when an ONNX model fits (given, shipped or cached: :mod:`smokeclear.onnx_models`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class EngineRequest:
     # None: smooth restorers output the smooth image; K >= 0: they magnify detail,
     # ``base + K * (input - base)``. K is only the starting value: engines change it live.
     detail_gain: float | None = None
+    # --onnx: an ONNX file or a `smokeclear export --out` folder for onnxruntime and
+    # TensorRT. None: the shipped model when it fits these weights, else the cache.
+    onnx: Path | None = None
 
     @property
     def label(self) -> str:
@@ -120,45 +124,55 @@ def model_key(request: EngineRequest, *extra: str) -> str:
 
 
 def onnx_key(request: EngineRequest) -> str:
-    """Content key of the exported ONNX model (the exporter's opset included)."""
-    from smokeclear.export.onnx_export import OPSET
+    """Content key of the exported ONNX model, computed without torch.
 
-    return model_key(request, f"opset{OPSET}")
+    Weights, network and exporter sources (the opset included), working resolution
+    and output mode: :func:`smokeclear.onnx_models.provenance`.
+    """
+    from smokeclear.onnx_models import provenance_key
+
+    return provenance_key(request)
 
 
 def onnx_model(request: EngineRequest) -> Path:
-    """The cached ONNX file for ``request``, exported (and parity-checked) on first use."""
-    import onnx
+    """The ONNX file for ``request``: given, shipped or cached; else exported to the cache.
+
+    Only the export needs torch; without it, that is a UserError naming the fixes.
+    """
+    from smokeclear.onnx_models import cached_path, export_needs_torch, find_onnx
+
+    check_detail_gain(request)
+    found = find_onnx(request)
+    if found is not None:
+        return found
+    export_needs_torch(request)
+    path = cached_path(request)
+    export_checked_onnx(request, path, why="first run with these weights")
+    return path
+
+
+def export_checked_onnx(request: EngineRequest, path: Path, why: str) -> None:
+    """Export ``request`` to ``path`` with its provenance metadata, gated by a parity check.
+
+    ``why`` the export runs, for the log line that announces it.
+    """
     import torch
 
     from smokeclear.export.onnx_export import check_parity, export_onnx
+    from smokeclear.onnx_models import provenance
 
-    # Loading first turns missing or corrupt weights into the user's error before
-    # anything is hashed or exported.
+    # Loading first turns missing or corrupt weights into the user's one-line error,
+    # before anything announces an export.
     module = build_chain(request)
-    name = f"{request.artefact_stem}-{onnx_key(request)[:16]}.onnx"
-    path = cache_dir() / "onnx" / name
-    if path.is_file():
-        try:
-            onnx.checker.check_model(str(path))
-            return path
-        except Exception as error:  # a truncated or corrupt cache entry
-            log.warning(
-                "cached model %s is unreadable (%s): exporting it again", path, type(error).__name__
-            )
-    log.info(
-        "exporting %s to ONNX (first run with these weights; cached in %s)",
-        request.label,
-        path.parent,
-    )
-    export_onnx(module, path, {"restorers": request.label, "smokeclear": __version__})
+    log.info("exporting %s to ONNX (%s) into %s", request.label, why, path.parent)
+    metadata = {"smokeclear": __version__, "precision": "fp32", **provenance(request)}
+    export_onnx(module, path, metadata)
     multiple = module.input_multiple
     report = check_parity(module, path, [torch.rand(1, 3, 2 * multiple, 3 * multiple)])
     log.info("ONNX parity: %s", report)
     if report.max_abs_error > 1e-3:
         path.unlink()
         raise RuntimeError(f"exported ONNX disagrees with PyTorch: {report}")
-    return path
 
 
 def aoti_package(request: EngineRequest, module, example) -> Path:
@@ -197,11 +211,23 @@ def aoti_package(request: EngineRequest, module, example) -> Path:
 
 
 def onnx_fp16_model(request: EngineRequest) -> Path:
-    """The cached FP16 ONNX (guided filter in FP32) next to the FP32 one, made on first use."""
-    from smokeclear.export.fp16 import convert_to_fp16
+    """The FP16 ONNX (guided filter in FP32): given, or converted into the cache on first use.
 
+    A cached FP32 model gets its FP16 copy beside it; a shipped or given one gets it
+    in the cache, keyed by the FP32 file's content.
+    """
+    from smokeclear.export.fp16 import convert_to_fp16
+    from smokeclear.onnx_models import file_digest, given_onnx, model_metadata
+
+    if request.onnx is not None:
+        given = given_onnx(request, precision="fp16")
+        if model_metadata(given).get("precision") == "fp16":
+            return given
     fp32_path = onnx_model(request)
     path = fp32_path.with_suffix(".fp16.onnx")
+    if fp32_path.parent != cache_dir() / "onnx":
+        name = f"{request.artefact_stem}-{file_digest(fp32_path)[:16]}.fp16.onnx"
+        path = cache_dir() / "onnx" / name
     if not path.is_file():
         scopes = [scope for spec in request.restorers for scope in spec.fp32_modules]
         convert_to_fp16(fp32_path, path, fp32_scopes=scopes)

@@ -73,10 +73,11 @@ def _export_fp32(request, path: Path):
 
     from smokeclear.export.fp16 import FP32_MAX_ABS_ERROR, parity_inputs
     from smokeclear.export.onnx_export import check_parity, export_onnx
+    from smokeclear.onnx_models import provenance
     from smokeclear.runtime import build_chain
 
     module = build_chain(request)
-    metadata = {"restorers": request.label, "smokeclear": __version__, "precision": "fp32"}
+    metadata = {"smokeclear": __version__, "precision": "fp32", **provenance(request)}
     export_onnx(module, path, metadata)
     inputs = parity_inputs(module.input_multiple)
     report = check_parity(module, path, [torch.from_numpy(frame) for frame in inputs])

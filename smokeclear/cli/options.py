@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smokeclear.engines.select import BACKENDS
@@ -54,6 +55,14 @@ def engine_options() -> argparse.ArgumentParser:
         default=[],
         metavar="[NAME=]PATH",
         help="weights file instead of the shipped one",
+    )
+    parent.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="PATH",
+        help="onnxruntime and TensorRT: run this ONNX model, or the chain's model in a folder "
+        "`smokeclear export --out` wrote; needs no torch (default: the shipped model when it "
+        "fits the weights, else one exported to the cache on first use, which needs torch)",
     )
     return parent
 
@@ -120,6 +129,12 @@ def engine_request(args: argparse.Namespace, defaults: DeviceDefaults) -> Engine
         work_divisor=divisor,
         weights=parse_weights(args.weights, [s.name for s in specs]),
         detail_gain=parse_detail_gain(args.detail_gain),
+        onnx=args.onnx,
     )
+    if args.onnx is not None and args.backend in ("torch", "aoti"):
+        raise UserError(
+            f"--onnx is for the onnxruntime and TensorRT backends, not {args.backend}",
+            "Use --backend onnxruntime (or tensorrt), or leave --onnx out.",
+        )
     check_detail_gain(request)  # before a source opens or a model is exported
     return request

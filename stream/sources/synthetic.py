@@ -1,11 +1,13 @@
 """The synthetic laparoscopic scene as a live source, paced like a camera.
 
-Frame ``k`` is due at ``start + k / fps``. A reader that falls behind skips to
-the frame of the current time, as a real camera's frames are lost while nobody
-reads them; ``live=False`` instead hands out every frame as fast as asked (tests,
-benchmarks, offline rendering). ``loop_frames`` renders that many frames at open
-and replays them: rendering a 1920x1080 frame takes about 30 ms of CPU, so a
-benchmark at 60 fps would otherwise measure the renderer, not the graph.
+Frame ``k`` is due at ``start + k / fps``, where ``start`` is the first ``read()``,
+not ``open()``: whatever runs between the two (an engine build, an ONNX export) must
+not eat the start of the scene, whose smoke plume is in its first seconds. A reader
+that falls behind skips to the frame of the current time, as a real camera's frames
+are lost while nobody reads them; ``live=False`` instead hands out every frame as
+fast as asked (tests, benchmarks, offline rendering). ``loop_frames`` renders that
+many frames at open and replays them: rendering a 1920x1080 frame takes about 30 ms
+of CPU, so a benchmark at 60 fps would otherwise measure the renderer, not the graph.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class SyntheticSource:
         self.name = f"synthetic:{seed}"
         self._scene: LaparoscopicScene | None = None
         self._next_index = 0
-        self._start_ns = 0
+        self._start_ns: int | None = None  # set by the first read()
         self.skipped = 0
 
     def open(self) -> None:
@@ -52,7 +54,7 @@ class SyntheticSource:
         if self.loop_frames:
             self._loop = [self._scene.render(index).smoky for index in range(self.loop_frames)]
         self._next_index = 0
-        self._start_ns = time.monotonic_ns()
+        self._start_ns = None
 
     @property
     def scene(self) -> LaparoscopicScene:
@@ -64,6 +66,8 @@ class SyntheticSource:
         if self.max_frames is not None and index >= self.max_frames:
             return None
         if self.live:
+            if self._start_ns is None:
+                self._start_ns = time.monotonic_ns()
             period_ns = 1e9 / self.fps
             due_ns = self._start_ns + int(index * period_ns)
             now = time.monotonic_ns()

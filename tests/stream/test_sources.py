@@ -145,5 +145,22 @@ def test_live_synthetic_source_skips_frames_when_read_late():
     assert source.skipped >= 10, "a late reader gets the current frame, like a camera"
 
 
+def test_live_synthetic_clock_starts_at_the_first_read_not_at_open():
+    """An engine build between open() and the graph's first read must not skip the scene's
+    start (its smoke plume): the first frames read are frames 0, 1, 2 of the seed."""
+    import time
+
+    period_s = 0.2
+    offline = SyntheticSource(32, 32, fps=1 / period_s, seed=4, live=False)
+    live = SyntheticSource(32, 32, fps=1 / period_s, seed=4, live=True)
+    offline.open()
+    live.open()
+    time.sleep(3 * period_s)  # what an engine build does, scaled down
+    frames = [live.read() for _ in range(3)]
+    assert live.skipped == 0, f"expected no frame skipped after a late start, {live.skipped} were"
+    for index, frame in enumerate(frames):
+        np.testing.assert_array_equal(frame, offline.read(), f"live read {index} is frame {index}")
+
+
 def test_credentials_are_redacted():
     assert redact_credentials("rtsp://admin:secret@10.0.0.5:554/s") == "rtsp://***@10.0.0.5:554/s"

@@ -1,0 +1,92 @@
+"""Write the ONNX models shipped as package data: ``python -m smokeclear.export.ship``.
+
+A first run should not wait for an export (about 17 s, and torch on the box): the
+wheel carries every registered restorer's FP32 model at work scale 1 (the GPU
+default) and 0.5 (the CPU default), about 11 MB in all. Each file is
+``smokeclear/models/STEM.onnx`` and records its provenance (weights, sources, work
+divisor, output mode; :func:`smokeclear.onnx_models.provenance`), so the runtime uses
+it only for exactly those inputs, and ``tests/smokeclear/test_onnx_models.py`` fails
+when one is stale. TensorRT converts it to FP16 on first use, without torch.
+
+Run it after changing weights, a network or the exporter, then commit the files:
+
+    python -m smokeclear.export.ship            # write the stale or missing models
+    python -m smokeclear.export.ship --check    # list them; exit 1 when any is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from smokeclear.onnx_models import SHIPPED_DIR, model_metadata, provenance, stale_fields
+from smokeclear.registry import REGISTRY
+from smokeclear.runtime import EngineRequest
+
+#: Work divisors shipped: 1 is the GPU profile's default, 2 the CPU profile's.
+SHIPPED_DIVISORS = (1, 2)
+#: Above this the wheel carries more model than the default runs need.
+SIZE_BUDGET_BYTES = 12 * 1024 * 1024
+
+
+def shipped_requests() -> list[EngineRequest]:
+    """Every registered restorer alone, shipped weights, at each shipped divisor."""
+    return [
+        EngineRequest((spec,), work_divisor=divisor)
+        for spec in REGISTRY.values()
+        for divisor in SHIPPED_DIVISORS
+    ]
+
+
+def stale_reason(request: EngineRequest, folder: Path) -> str | None:
+    """Why ``folder``'s model of ``request`` cannot be shipped as is; None when fresh."""
+    path = folder / f"{request.artefact_stem}.onnx"
+    if not path.is_file():
+        return "missing"
+    stale = stale_fields(model_metadata(path), provenance(request))
+    return f"{', '.join(stale)} changed" if stale else None
+
+
+def write_models(requests: list[EngineRequest], folder: Path) -> list[Path]:
+    """Export each stale or missing model of ``requests`` into ``folder``; returns all paths."""
+    from smokeclear.runtime import export_checked_onnx
+
+    paths = []
+    for request in requests:
+        path = folder / f"{request.artefact_stem}.onnx"
+        reason = stale_reason(request, folder)
+        if reason is not None:
+            export_checked_onnx(request, path, why=f"shipped model {reason}")
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m smokeclear.export.ship", description=__doc__)
+    parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="default: %(default)s")
+    parser.add_argument("--check", action="store_true", help="only report; exit 1 when stale")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    requests = shipped_requests()
+    if args.check:
+        reasons = {r.artefact_stem: stale_reason(r, args.out) for r in requests}
+        for stem, reason in reasons.items():
+            print(f"{stem}.onnx: {reason or 'fresh'}")
+        return 1 if any(reasons.values()) else 0
+    paths = write_models(requests, args.out)
+    for leftover in sorted(set(args.out.glob("*.onnx")) - set(paths)):
+        print(f"removing {leftover.name} (not shipped)")
+        leftover.unlink()
+    total = sum(path.stat().st_size for path in paths)
+    for path in paths:
+        print(f"{path.stat().st_size / 2**20:6.2f} MB  {path}")
+    print(f"{total / 2**20:6.2f} MB in all")
+    if total > SIZE_BUDGET_BYTES:
+        print(f"warning: over the {SIZE_BUDGET_BYTES / 2**20:.0f} MB budget", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
