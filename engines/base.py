@@ -58,16 +58,26 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
 def bgr8_to_nchw(frame: np.ndarray, multiple: int) -> np.ndarray:
     """``(H, W, 3)`` uint8 BGR -> ``(1, 3, H', W')`` float32 RGB in [0, 1], edge-padded."""
     check_frame(frame)
+    shape = (1, 3, *padded_size(frame.shape[0], frame.shape[1], multiple))
+    tensor = np.empty(shape, np.float32)
+    bgr8_into_nchw(frame, tensor)
+    return tensor
+
+
+def bgr8_into_nchw(frame: np.ndarray, out: np.ndarray) -> None:
+    """Write ``(H, W, 3)`` uint8 BGR into ``out``, ``(1, 3, H', W')`` RGB [0, 1].
+
+    ``out`` (float32 or float16, e.g. a pooled page-locked buffer) sets the padded
+    size: H' >= H and W' >= W are filled by edge replication.
+    """
     height, width = frame.shape[:2]
-    padded_height, padded_width = padded_size(height, width, multiple)
+    padded_height, padded_width = out.shape[2:]
     rgb = frame[:, :, ::-1]
     if (padded_height, padded_width) != (height, width):
         rgb = np.pad(
             rgb, ((0, padded_height - height), (0, padded_width - width), (0, 0)), mode="edge"
         )
-    tensor = np.empty((1, 3, padded_height, padded_width), np.float32)
-    np.multiply(rgb.transpose(2, 0, 1), np.float32(1 / 255), out=tensor[0], casting="unsafe")
-    return tensor
+    np.multiply(rgb.transpose(2, 0, 1), np.float32(1 / 255), out=out[0], casting="unsafe")
 
 
 def nchw_to_bgr8(tensor: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -225,7 +225,8 @@ def key_for(
     device: int = 0,
 ) -> EngineKey:
     """The key for building ``onnx_path`` here (asks TensorRT and the GPU)."""
-    from smokeclear.engines.tensorrt_engine import gpu_identity, require_tensorrt
+    from smokeclear.engines.cuda_runtime import gpu_identity
+    from smokeclear.engines.tensorrt_support import require_tensorrt
 
     trt = require_tensorrt()
     gpu_name, compute_capability = gpu_identity(device)

@@ -131,6 +131,7 @@ def onnx_model(request: EngineRequest) -> Path:
     import onnx
     import torch
 
+    from smokeclear.export.fp16 import FP32_MAX_ABS_ERROR
     from smokeclear.export.onnx_export import check_parity, export_onnx
 
     # Loading first turns missing or corrupt weights into the user's error before
@@ -155,7 +156,7 @@ def onnx_model(request: EngineRequest) -> Path:
     multiple = module.input_multiple
     report = check_parity(module, path, [torch.rand(1, 3, 2 * multiple, 3 * multiple)])
     log.info("ONNX parity: %s", report)
-    if report.max_abs_error > 1e-3:
+    if report.max_abs_error > FP32_MAX_ABS_ERROR:
         path.unlink()
         raise RuntimeError(f"exported ONNX disagrees with PyTorch: {report}")
     return path
@@ -217,8 +218,10 @@ def tensorrt_engine(request: EngineRequest) -> Engine:
     """
     import onnx
 
+    from smokeclear.engines.base import padded_size
+    from smokeclear.engines.cuda_runtime import gpu_identity
     from smokeclear.engines.engine_cache import timing_cache_path
-    from smokeclear.engines.tensorrt_engine import CachedPlan, TensorRTEngine, gpu_identity
+    from smokeclear.engines.tensorrt_engine import CachedPlan, TensorRTEngine
     from smokeclear.export.tensorrt_build import build_engine
 
     onnx_path = onnx_fp16_model(request)
@@ -228,7 +231,7 @@ def tensorrt_engine(request: EngineRequest) -> Engine:
     def plan_for(height: int, width: int) -> CachedPlan:
         import tensorrt
 
-        padded = (1, 3, height + (-height % multiple), width + (-width % multiple))
+        padded = (1, 3, *padded_size(height, width, multiple))
         profile = ((1, 3, multiple, multiple), padded, padded)
         timing = timing_cache_path(tensorrt.__version__, *gpu_identity(0))
 

@@ -1,6 +1,6 @@
 """The threaded graph: capture -> preprocess -> infer -> postprocess -> presenter -> sinks.
 
-One thread per stage, joined by :class:`~smokeclear.stream.mailbox.BoundedQueue`.
+One thread per stage, joined by :class:`~smokeclear.stream.queues.BoundedQueue`.
 
 Live sources (cameras, streams, the synthetic scene): every queue holds one frame
 and drops the oldest, so latency cannot build up; the presenter applies the
@@ -33,7 +33,6 @@ import cv2
 from smokeclear.engines.base import Engine
 from smokeclear.errors import FrameFormatError, UserError
 from smokeclear.stream.frame import Frame, Mode
-from smokeclear.stream.mailbox import END_OF_STREAM, BoundedQueue, Empty, Overflow, QueueClosed
 from smokeclear.stream.overlay import (
     compose_view,
     detail_gain_label,
@@ -42,6 +41,7 @@ from smokeclear.stream.overlay import (
     view_size,
 )
 from smokeclear.stream.presenter import DeadlinePresenter, Presentation
+from smokeclear.stream.queues import END_OF_STREAM, BoundedQueue, Empty, Overflow, QueueClosed
 from smokeclear.stream.sinks import Sink
 from smokeclear.stream.sources import Source, SourceLost, to_bgr8
 from smokeclear.stream.stats import Counters, LatencyLog, RunReport, Timeline

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from smokeclear.errors import UserError
-from smokeclear.stream.mailbox import END_OF_STREAM, BoundedQueue, Overflow
+from smokeclear.stream.queues import END_OF_STREAM, BoundedQueue, Overflow
 
 log = logging.getLogger(__name__)
 
