@@ -27,7 +27,7 @@ def test_module_imports_without_tensorrt_cuda_python_or_torch():
         "    sys.modules[name] = None\n"
         "import smokeclear.engines.tensorrt_engine, smokeclear.engines.engine_cache\n"
         "import smokeclear.engines.cuda_runtime, smokeclear.engines.tensorrt_support\n"
-        "import smokeclear.export.tensorrt_build\n"
+        "import smokeclear.export.tensorrt_build, smokeclear.export.tensorrt_precision\n"
         "print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

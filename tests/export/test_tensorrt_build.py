@@ -19,11 +19,8 @@ from onnx import helper, numpy_helper
 
 from smokeclear.errors import UserError
 from smokeclear.export.tensorrt_build import (
-    BuildProgress,
-    PrecisionError,
     build_engine,
     build_mode,
-    check_precision,
     format_profile,
     fp16_sibling,
     image_input_name,
@@ -32,10 +29,15 @@ from smokeclear.export.tensorrt_build import (
     onnx_has_fp16,
     parse_frame_size,
     shape_profile,
-    summarise_precisions,
-    tensor_precision,
     tensorrt_major,
 )
+from smokeclear.export.tensorrt_precision import (
+    PrecisionError,
+    check_precision,
+    summarise_precisions,
+    tensor_precision,
+)
+from smokeclear.export.tensorrt_progress import BuildProgress
 
 # --------------------------------------------------------------------------- shape profile
 
