@@ -176,6 +176,17 @@ class InferWorker:
                     outbox.close()
                 return
             frame: Frame = item
+            if frame.engine is not self.engine:
+                # Uploaded by the engine this worker replaced: a frame is processed by one
+                # engine from upload to download, so it is shown raw (BYPASS) instead.
+                frame.engine = frame.tensor = None
+                if graph.realtime:
+                    continue
+                try:
+                    outbox.put(frame)
+                except QueueClosed:
+                    return
+                continue
             frame.stamp("infer_start")
             self.busy_since_ns = frame.stamps["infer_start"]
             try:
@@ -189,7 +200,7 @@ class InferWorker:
                     log.error(
                         "inference failed (%d so far): %s", graph.counters.infer_errors, error
                     )
-                frame.tensor = None
+                frame.engine = frame.tensor = None
                 if graph.realtime:
                     continue  # its deadline passes and the presenter shows the live frame
             finally:
@@ -429,7 +440,7 @@ class Graph:
                         error,
                     )
                     forward = not self.realtime  # offline: still show it, raw
-                    item.tensor = None
+                    item.engine = item.tensor = None
                 if forward:
                     outbox.put(item)
         except QueueClosed:
@@ -439,15 +450,20 @@ class Graph:
 
     def _preprocess(self, frame: Frame) -> bool:
         frame.stamp("preprocess_start")
-        frame.tensor = self.engine.upload(frame.image)
+        # Read once: the watchdog may swap self.engine from the presenter thread. The
+        # frame keeps its engine, and only that engine infers and downloads it.
+        engine = self.engine
+        frame.tensor = engine.upload(frame.image)
+        frame.engine = engine
         frame.stamp("preprocess_end")
         return True
 
     def _postprocess(self, frame: Frame) -> bool:
-        if frame.tensor is None:  # offline frame whose inference failed
+        if frame.tensor is None or frame.engine is None:  # offline frame not inferred
             return True
         frame.stamp("postprocess_start")
-        frame.output = self.engine.download(frame.tensor, self.settings.height, self.settings.width)
+        engine, frame.engine = frame.engine, None
+        frame.output = engine.download(frame.tensor, self.settings.height, self.settings.width)
         frame.tensor = None
         frame.stamp("postprocess_end")
         self.counters.processed += 1
