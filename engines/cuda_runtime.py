@@ -73,13 +73,14 @@ def gpu_identity(device: int = 0) -> tuple[str, str]:
 
 
 class HostTensor:
-    """One frame's NCHW tensor in a pooled page-locked host buffer.
+    """One frame's array in a pooled page-locked host buffer.
 
     ``array`` views memory the pool owns: the buffer is handed back (or freed, once
-    the pool is closed) when this object is garbage-collected.
+    the pool is closed) when ``array`` and every view of it are garbage-collected,
+    so an engine may hand ``array`` itself to the graph as a downloaded frame.
     """
 
-    __slots__ = ("__weakref__", "array", "pointer")
+    __slots__ = ("array", "pointer")
 
     def __init__(self, array: np.ndarray, pointer: int) -> None:
         self.array = array
@@ -134,10 +135,9 @@ class PinnedPool:
                 self._allocated += 1
         raw = (ctypes.c_byte * self.nbytes).from_address(pointer)
         array = np.frombuffer(raw, dtype=self.dtype).reshape(self.shape)
-        tensor = HostTensor(array, pointer)
         # Not at interpreter exit: the CUDA context may be gone by then, and so is the process.
-        weakref.finalize(tensor, self._give_back, pointer).atexit = False
-        return tensor
+        weakref.finalize(array, self._give_back, pointer).atexit = False
+        return HostTensor(array, pointer)
 
     def _give_back(self, pointer: int) -> None:
         with self._lock:
