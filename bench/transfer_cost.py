@@ -2,9 +2,11 @@
 
 ``python -m smokeclear.bench.transfer_cost`` prints, per backend, the CPU seconds
 (this thread: ``time.thread_time``; the whole process: ``time.process_time``) that
-``upload`` and ``download`` take per frame, around a one-convolution restorer whose
-inference is not counted. Backends: torch CPU, onnxruntime CPU, and torch CUDA when
-a GPU is present.
+``upload`` and ``download`` take per frame around a one-convolution restorer, and
+separately the process CPU of ``infer``: a frame model (``frame_io``) moves the pixel
+work from upload/download into the graph, so its inference grows by what the
+conversions cost there. Backends: torch CPU, onnxruntime CPU (restorer model and
+frame model), and torch CUDA when a GPU is present.
 """
 
 from __future__ import annotations
@@ -38,23 +40,31 @@ def tiny_restorer(multiple: int = 16):
 
 
 def cost_per_frame(engine, height: int, width: int, frames: int) -> dict[str, float]:
-    """Mean CPU milliseconds per frame of ``upload`` and ``download`` (inference excluded)."""
+    """Mean CPU milliseconds per frame of ``upload`` + ``download``, and of ``infer``."""
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     engine.start(height, width)
     try:
-        output = engine.infer(engine.upload(frame))
+        uploaded = engine.upload(frame)
+        output = engine.infer(uploaded)
         engine.download(output, height, width)
-        thread = process = 0.0
+        thread = process = inference = 0.0
         for _ in range(frames):
             thread_start, process_start = time.thread_time(), time.process_time()
             engine.upload(frame)
             engine.download(output, height, width)
             thread += time.thread_time() - thread_start
             process += time.process_time() - process_start
+            infer_start = time.process_time()
+            engine.infer(uploaded)
+            inference += time.process_time() - infer_start
     finally:
         engine.close()
-    return {"thread_ms": 1e3 * thread / frames, "process_ms": 1e3 * process / frames}
+    return {
+        "thread_ms": 1e3 * thread / frames,
+        "process_ms": 1e3 * process / frames,
+        "infer_ms": 1e3 * inference / frames,
+    }
 
 
 def engines(directory: Path):
@@ -70,6 +80,9 @@ def engines(directory: Path):
     path = directory / "one-conv.onnx"
     export_onnx(module, path, {"restorers": "one-conv"})
     yield "onnxruntime-cpu", OnnxRuntimeEngine(path, providers=("CPUExecutionProvider",))
+    frames = directory / "one-conv.frames.onnx"
+    export_onnx(module, frames, {"restorers": "one-conv"}, frame_io=True)
+    yield "onnxruntime-frames", OnnxRuntimeEngine(frames, providers=("CPUExecutionProvider",))
     if torch.cuda.is_available():
         yield "torch-cuda", TorchEngine(lambda: tiny_restorer(), device="cuda")
 
@@ -85,8 +98,9 @@ def main() -> None:
             cost = cost_per_frame(engine, height, width, args.frames)
             print(
                 f"{label:18s} upload + download at {width}x{height}: "
-                f"{cost['thread_ms']:6.2f} ms thread CPU, {cost['process_ms']:6.2f} ms process CPU "
-                f"per frame ({args.frames} frames)"
+                f"{cost['thread_ms']:6.2f} ms thread CPU, "
+                f"{cost['process_ms']:6.2f} ms process CPU; "
+                f"infer {cost['infer_ms']:6.2f} ms process CPU (per frame, {args.frames} frames)"
             )
 
 

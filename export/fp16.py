@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smokeclear.engines.base import bgr8_to_nchw
 from smokeclear.errors import UserError
 from smokeclear.export.onnx_export import ParityReport, session_feeds
 
@@ -227,9 +228,7 @@ def parity_inputs(multiple: int, seed: int = 0) -> list[np.ndarray]:
     ]
     scene = LaparoscopicScene(3 * multiple, 2 * multiple, fps=30.0, seed=seed, smoke=True)
     for index in (0, 45):
-        bgr = scene.render(index).smoky  # (H, W, 3) uint8 BGR
-        rgb = bgr[..., ::-1].astype(np.float32) / 255.0
-        frames.append(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]))
+        frames.append(bgr8_to_nchw(scene.render(index).smoky, 1))
     return frames
 
 

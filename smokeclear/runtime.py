@@ -126,18 +126,23 @@ def onnx_key(request: EngineRequest) -> str:
     return model_key(request, f"opset{OPSET}")
 
 
-def onnx_model(request: EngineRequest) -> Path:
-    """The cached ONNX file for ``request``, exported (and parity-checked) on first use."""
+def onnx_model(request: EngineRequest, frame_io: bool = False) -> Path:
+    """The cached ONNX file for ``request``, exported (and parity-checked) on first use.
+
+    ``frame_io``: the model with the pixel work in the graph (uint8 BGR frames in and
+    out, see :func:`~smokeclear.export.onnx_export.export_onnx`).
+    """
     import onnx
     import torch
 
+    from smokeclear.engines.device_pixels import PixelIO
     from smokeclear.export.fp16 import FP32_MAX_ABS_ERROR
-    from smokeclear.export.onnx_export import check_parity, export_onnx
+    from smokeclear.export.onnx_export import FRAME_MAX_ABS_ERROR, check_parity, export_onnx
 
     # Loading first turns missing or corrupt weights into the user's error before
     # anything is hashed or exported.
     module = build_chain(request)
-    name = f"{request.artefact_stem}-{onnx_key(request)[:16]}.onnx"
+    name = f"{request.artefact_stem}-{onnx_key(request)[:16]}{'.frames' if frame_io else ''}.onnx"
     path = cache_dir() / "onnx" / name
     if path.is_file():
         try:
@@ -152,11 +157,17 @@ def onnx_model(request: EngineRequest) -> Path:
         request.label,
         path.parent,
     )
-    export_onnx(module, path, {"restorers": request.label, "smokeclear": __version__})
+    metadata = {"restorers": request.label, "smokeclear": __version__}
+    export_onnx(module, path, metadata, frame_io=frame_io)
     multiple = module.input_multiple
-    report = check_parity(module, path, [torch.rand(1, 3, 2 * multiple, 3 * multiple)])
+    if frame_io:
+        frame = torch.randint(0, 256, (2 * multiple + 1, 3 * multiple + 1, 3), dtype=torch.uint8)
+        report, limit = check_parity(PixelIO(module), path, [frame]), FRAME_MAX_ABS_ERROR
+    else:
+        sample = torch.rand(1, 3, 2 * multiple, 3 * multiple)
+        report, limit = check_parity(module, path, [sample]), FP32_MAX_ABS_ERROR
     log.info("ONNX parity: %s", report)
-    if report.max_abs_error > FP32_MAX_ABS_ERROR:
+    if report.max_abs_error > limit:
         path.unlink()
         raise RuntimeError(f"exported ONNX disagrees with PyTorch: {report}")
     return path
@@ -251,7 +262,8 @@ def create_engine(request: EngineRequest) -> tuple[Engine, BackendChoice]:
     if choice.backend == "onnxruntime":
         from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(onnx_model(request), detail_gain=request.detail_gain), choice
+        path = onnx_model(request, frame_io=True)
+        return OnnxRuntimeEngine(path, detail_gain=request.detail_gain), choice
     if choice.backend == "tensorrt":
         return tensorrt_engine(request), choice
     # Load once here so bad weights fail now, with the user's error, not in a thread.
