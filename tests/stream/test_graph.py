@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from smokeclear.stream import graph as graph_module
+from smokeclear.stream.controls import LiveControls
 from smokeclear.stream.frame import Mode
-from smokeclear.stream.graph import Graph, GraphSettings, LiveControls
+from smokeclear.stream.graph import Graph, GraphSettings
 from smokeclear.stream.sinks import NullSink, VideoRecorder
 from smokeclear.stream.sources import SourceLost
 from smokeclear.stream.sources.synthetic import SyntheticSource
