@@ -35,6 +35,18 @@ log = logging.getLogger(__name__)
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def prefers_frame_models() -> bool:
+    """Whether this onnxruntime has a GPU provider, where a frame model pays off.
+
+    On a GPU the graph's pixel work runs on the device and the copies carry uint8.
+    On the CPU provider a frame model costs more CPU per frame than the numpy host
+    conversion around a restorer model (``python -m smokeclear.bench.transfer_cost``).
+    """
+    import onnxruntime as ort
+
+    return bool(set(PROVIDER_PREFERENCE[:2]) & set(ort.get_available_providers()))
+
+
 class OnnxRuntimeEngine:
     """Engine protocol over an ONNX Runtime session.
 

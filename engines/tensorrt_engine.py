@@ -17,9 +17,13 @@ three threads for different frames at once, so nothing a frame holds is shared:
   input shape, so after one warm-up run the TensorRT launch is captured once as a
   CUDA graph and replayed for every later frame of that shape.
 
-Frames cross the boundary as ``(H, W, 3)`` uint8 BGR; inside, the engine input is
-``(1, 3, H', W')`` RGB in [0, 1], H' and W' edge-padded to the model's input
-multiple, float32 (or float16 when the engine's I/O is FP16).
+Frames cross the boundary as ``(H, W, 3)`` uint8 BGR. A frame engine (built from
+a ``frame_io`` ONNX: uint8 input) takes them as they are: the pixel work runs in
+the engine on the GPU, the copies carry uint8 (a quarter of float32's bytes) and
+the downloaded frame is the pooled host buffer itself. A restorer engine's input
+is ``(1, 3, H', W')`` RGB in [0, 1], H' and W' edge-padded to the model's input
+multiple, float32 (or float16 when the engine's I/O is FP16), converted on the
+host into the pooled buffer (:func:`~smokeclear.engines.base.bgr8_into_nchw`).
 
 Detail gain: a model with a detail stage has a second input, ``detail_gain``
 (shape (1,)). It lives in one small device buffer bound once at ``start``; ``infer``
@@ -57,6 +61,7 @@ from smokeclear.engines.tensorrt_support import (
     Shape,
     ShapeProfile,
     deserializer,
+    frame_size,
     profile_covers,
     require_tensorrt,
     tensorrt_logger,
@@ -144,6 +149,7 @@ class TensorRTEngine:
         self._input_dtype = np.dtype(np.float32)
         self._output_dtype = np.dtype(np.float32)
         self._profile: ShapeProfile | None = None
+        self._frame_io = False
         self._input_pools: dict[Shape, PinnedPool] = {}
         self._pools_lock = threading.Lock()
         self._states: dict[Shape, _ShapeState] = {}
@@ -201,12 +207,15 @@ class TensorRTEngine:
             tuple(int(size) for size in dims)
             for dims in engine.get_tensor_profile_shape(self._input_name, 0)
         )
-        shape = (1, 3, *padded_size(height, width, self.input_multiple))
+        # A frame engine (uint8 input) does the pixel work itself: it takes the frame.
+        self._frame_io = self._input_dtype == np.uint8
+        shape = self._input_shape(height, width)
         if not profile_covers(self._profile, shape):
-            minimum, _, maximum = self._profile
+            minimum, _, maximum = (frame_size(dims) for dims in self._profile)
+            padded = frame_size(shape)
             raise UserError(
-                f"{width}x{height} frames (padded to {shape[3]}x{shape[2]}) are outside the "
-                f"engine's shape profile ({minimum[3]}x{minimum[2]} to {maximum[3]}x{maximum[2]})",
+                f"{width}x{height} frames (as input {padded[1]}x{padded[0]}) are outside the "
+                f"engine's shape profile ({minimum[1]}x{minimum[0]} to {maximum[1]}x{maximum[0]})",
                 f"Build one for it: smokeclear engines build --sizes {width}x{height}.",
             )
         self._context = engine.create_execution_context()
@@ -332,9 +341,11 @@ class TensorRTEngine:
         if self._context is None:
             raise EngineError("engine used before start()")
         check_frame(frame)
-        shape = (1, 3, *padded_size(frame.shape[0], frame.shape[1], self.input_multiple))
-        tensor = self._input_pool(shape).take()
-        bgr8_into_nchw(frame, tensor.array)
+        tensor = self._input_pool(self._input_shape(frame.shape[0], frame.shape[1])).take()
+        if self._frame_io:
+            np.copyto(tensor.array, frame)
+        else:
+            bgr8_into_nchw(frame, tensor.array)
         return tensor
 
     def infer(self, tensor: HostTensor | np.ndarray) -> HostTensor:
@@ -385,11 +396,18 @@ class TensorRTEngine:
 
     def download(self, tensor: HostTensor, height: int, width: int) -> np.ndarray:
         array = tensor.array
+        if self._frame_io:  # the pooled buffer itself: back to its pool with the frame
+            return array[:height, :width]
         if array.dtype != np.float32:
             array = array.astype(np.float32)
         return nchw_to_bgr8(array, height, width)
 
     # ------------------------------------------------------------------ internals
+
+    def _input_shape(self, height: int, width: int) -> Shape:
+        if self._frame_io:
+            return (height, width, 3)
+        return (1, 3, *padded_size(height, width, self.input_multiple))
 
     def _input_pool(self, shape: Shape) -> PinnedPool:
         with self._pools_lock:

@@ -15,9 +15,10 @@ from smokeclear.errors import UserError
 
 log = logging.getLogger(__name__)
 
-#: One NCHW input shape, ``(1, 3, H', W')`` with H' and W' padded to the input multiple.
+#: One image input shape: ``(1, 3, H', W')`` with H' and W' padded to the input multiple
+#: (a restorer model), or ``(H, W, 3)`` (a frame model, uint8 BGR).
 Shape = tuple[int, ...]
-#: A TensorRT optimisation profile of the image input: ``(min, opt, max)`` NCHW shapes.
+#: A TensorRT optimisation profile of the image input: ``(min, opt, max)`` shapes.
 ShapeProfile = tuple[Shape, Shape, Shape]
 
 
@@ -78,3 +79,8 @@ def profile_covers(profile: ShapeProfile, shape: Shape) -> bool:
     """Whether an NCHW ``shape`` lies inside the (min, opt, max) ``profile``."""
     minimum, _, maximum = profile
     return all(low <= size <= high for low, size, high in zip(minimum, shape, maximum, strict=True))
+
+
+def frame_size(shape: Shape) -> tuple[int, int]:
+    """``(H, W)`` of an engine input: a frame ``(H, W, 3)`` or a tensor ``(1, 3, H, W)``."""
+    return (shape[0], shape[1]) if len(shape) == 3 else (shape[2], shape[3])

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from smokeclear.engines.base import padded_size
-from smokeclear.engines.tensorrt_support import ShapeProfile
+from smokeclear.engines.tensorrt_support import ShapeProfile, frame_size
 from smokeclear.errors import UserError
 from smokeclear.export.tensorrt_precision import (
     PrecisionSummary,
@@ -100,10 +100,11 @@ def shape_profile(
 
 
 def format_profile(profile: ShapeProfile) -> str:
-    """``min 720x1280, opt 720x1280, max 1088x1920`` (H x W of the padded input)."""
+    """``min 720x1280, opt 720x1280, max 1088x1920`` (H x W of the engine's input)."""
     names = ("min", "opt", "max")
+    sizes = (frame_size(shape) for shape in profile)
     return ", ".join(
-        f"{name} {shape[2]}x{shape[3]}" for name, shape in zip(names, profile, strict=True)
+        f"{name} {height}x{width}" for name, (height, width) in zip(names, sizes, strict=True)
     )
 
 

@@ -208,11 +208,11 @@ def aoti_package(request: EngineRequest, module, example) -> Path:
     return path
 
 
-def onnx_fp16_model(request: EngineRequest) -> Path:
+def onnx_fp16_model(request: EngineRequest, frame_io: bool = False) -> Path:
     """The cached FP16 ONNX (guided filter in FP32) next to the FP32 one, made on first use."""
     from smokeclear.export.fp16 import convert_to_fp16
 
-    fp32_path = onnx_model(request)
+    fp32_path = onnx_model(request, frame_io)
     path = fp32_path.with_suffix(".fp16.onnx")
     if not path.is_file():
         scopes = [scope for spec in request.restorers for scope in spec.fp32_modules]
@@ -224,26 +224,27 @@ def tensorrt_engine(request: EngineRequest) -> Engine:
     """A TensorRT engine for ``request``: built for the first frame's size, then cached.
 
     The engine is built from the FP16 ONNX (strongly typed, guided filter in FP32), so
-    TensorRT 10 and 11 build the same network. Its shape profile runs from one input
-    multiple up to the first frame's padded size, tuned for that size.
+    TensorRT 10 and 11 build the same network. It is a frame model (uint8 BGR frames
+    in and out, the pixel work in the engine); its shape profile runs from one input
+    multiple up to the first frame's size, tuned for that size.
     """
     import onnx
 
-    from smokeclear.engines.base import padded_size
     from smokeclear.engines.cuda_runtime import gpu_identity
     from smokeclear.engines.engine_cache import timing_cache_path
     from smokeclear.engines.tensorrt_engine import CachedPlan, TensorRTEngine
     from smokeclear.export.tensorrt_build import build_engine
 
-    onnx_path = onnx_fp16_model(request)
+    onnx_path = onnx_fp16_model(request, frame_io=True)
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     multiple = int(metadata.get("input_multiple", "1"))
 
     def plan_for(height: int, width: int) -> CachedPlan:
         import tensorrt
 
-        padded = (1, 3, *padded_size(height, width, multiple))
-        profile = ((1, 3, multiple, multiple), padded, padded)
+        frame = (height, width, 3)
+        smallest = (min(multiple, height), min(multiple, width), 3)
+        profile = (smallest, frame, frame)
         timing = timing_cache_path(tensorrt.__version__, *gpu_identity(0))
 
         def build(plan: Path):
@@ -260,9 +261,9 @@ def create_engine(request: EngineRequest) -> tuple[Engine, BackendChoice]:
     """An engine for ``request`` (not yet started) and why that backend was chosen."""
     choice = choose_backend(request.backend, request.device)
     if choice.backend == "onnxruntime":
-        from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
+        from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine, prefers_frame_models
 
-        path = onnx_model(request, frame_io=True)
+        path = onnx_model(request, frame_io=prefers_frame_models())
         return OnnxRuntimeEngine(path, detail_gain=request.detail_gain), choice
     if choice.backend == "tensorrt":
         return tensorrt_engine(request), choice

@@ -55,6 +55,29 @@ def test_frame_export_matches_pytorch_with_the_pixel_work_in_the_graph(exported,
     assert report.psnr_db > 60, str(report)
 
 
+def test_frame_model_converts_to_fp16_with_uint8_io(exported_frames, tmp_path):
+    """The TensorRT path builds from the FP16 copy of the frame model."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from smokeclear.export.fp16 import convert_to_fp16
+
+    fp16_path = tmp_path / "desmoke.frames.fp16.onnx"
+    convert_to_fp16(exported_frames, fp16_path, fp32_scopes=get_restorer("desmoke").fp32_modules)
+    model = onnx.load(str(fp16_path))
+    values = [*model.graph.input, *model.graph.output]
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
+    assert set(types.values()) == {onnx.TensorProto.UINT8}, f"uint8 frames in and out: {types}"
+    frame = np.random.default_rng(2).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    outputs = [
+        ort.InferenceSession(str(path)).run(None, {"frame": frame})[0]
+        for path in (exported_frames, fp16_path)
+    ]
+    assert outputs[1].shape == frame.shape
+    difference = np.abs(outputs[0].astype(int) - outputs[1]).max()
+    assert difference <= 4, f"FP16 within a few levels of FP32, got {difference}"
+
+
 def test_export_declares_dynamic_multiples_and_metadata(exported):
     _, path = exported
     model = onnx.load(str(path))

@@ -65,6 +65,11 @@ def test_one_size_is_a_fixed_shape_profile():
     assert format_profile(profile) == "min 48x64, opt 48x64, max 48x64"
 
 
+def test_profile_of_a_frame_model_reads_height_and_width_from_hwc_shapes():
+    profile = ((32, 32, 3), (720, 1280, 3), (1080, 1920, 3))
+    assert format_profile(profile) == "min 32x32, opt 720x1280, max 1080x1920"
+
+
 @pytest.mark.parametrize("text", ["1280by720", "x720", "1280x", "-5x10", "8x8", "99999x720"])
 def test_bad_frame_sizes_are_user_errors(text):
     with pytest.raises(UserError, match="frame size"):
