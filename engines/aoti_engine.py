@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from smokeclear.engines.base import EngineError
+from smokeclear.engines.base import EngineError, padded_size
 from smokeclear.engines.torch_engine import TorchEngine
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,7 @@ class AotiEngine(TorchEngine):
         example = torch.rand(
             1,
             3,
-            height + (-height % multiple),
-            width + (-width % multiple),
+            *padded_size(height, width, multiple),
             device=self.device,
             dtype=torch.float16 if self.half else torch.float32,
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from smokeclear.engines.base import EngineError
+from smokeclear.engines.tensorrt_support import ShapeProfile
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class EngineKey:
     gpu_name: str
     compute_capability: str
     precision: str
-    profile: tuple[tuple[int, ...], ...]
+    profile: ShapeProfile
     optimization_level: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,12 +221,13 @@ def clear(timing_caches: bool = False) -> int:
 def key_for(
     onnx_path: Path,
     precision: str,
-    profile: tuple[tuple[int, ...], ...],
+    profile: ShapeProfile,
     optimization_level: int,
     device: int = 0,
 ) -> EngineKey:
     """The key for building ``onnx_path`` here (asks TensorRT and the GPU)."""
-    from smokeclear.engines.tensorrt_engine import gpu_identity, require_tensorrt
+    from smokeclear.engines.cuda_runtime import gpu_identity
+    from smokeclear.engines.tensorrt_support import require_tensorrt
 
     trt = require_tensorrt()
     gpu_name, compute_capability = gpu_identity(device)

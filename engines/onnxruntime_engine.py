@@ -4,6 +4,13 @@ The ONNX file carries ``input_multiple`` in its metadata (written by
 :mod:`smokeclear.export.onnx_export`), so this backend needs neither torch nor the
 network code. A model with a detail stage takes its gain as a second input,
 ``detail_gain``, fed with every frame.
+
+Two kinds of model run here. A frame model (exported with ``frame_io``; its input
+is uint8) does the pixel work in the graph: frames go in and come out as
+``(H, W, 3)`` uint8 BGR and this engine converts nothing. A restorer model takes
+``(1, 3, H', W')`` RGB float32 in [0, 1]: the engine converts on the host with
+:func:`~smokeclear.engines.base.bgr8_to_nchw` / ``nchw_to_bgr8`` (for the CPU
+provider the host is the device).
 """
 
 from __future__ import annotations
@@ -13,13 +20,31 @@ from pathlib import Path
 
 import numpy as np
 
-from smokeclear.engines.base import DETAIL_GAIN_INPUT, EngineError, bgr8_to_nchw, nchw_to_bgr8
+from smokeclear.engines.base import (
+    DETAIL_GAIN_INPUT,
+    EngineError,
+    bgr8_to_nchw,
+    check_frame,
+    nchw_to_bgr8,
+)
 from smokeclear.errors import UserError
 
 log = logging.getLogger(__name__)
 
 #: Preference order among the providers this onnxruntime build offers.
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def prefers_frame_models() -> bool:
+    """Whether this onnxruntime has a GPU provider, where a frame model pays off.
+
+    On a GPU the graph's pixel work runs on the device and the copies carry uint8.
+    On the CPU provider a frame model costs more CPU per frame than the numpy host
+    conversion around a restorer model (``python -m smokeclear.bench.transfer_cost``).
+    """
+    import onnxruntime as ort
+
+    return bool(set(PROVIDER_PREFERENCE[:2]) & set(ort.get_available_providers()))
 
 
 class OnnxRuntimeEngine:
@@ -46,6 +71,7 @@ class OnnxRuntimeEngine:
         self._input_name = ""
         # (1,) float32, replaced (never written in place) by set_detail_gain; None: no input.
         self._gain_feed: np.ndarray | None = None
+        self._frame_io = False  # the model takes and returns uint8 BGR frames
         self.input_multiple = 1
 
     def start(self, height: int, width: int) -> None:
@@ -80,8 +106,12 @@ class OnnxRuntimeEngine:
             ) from None
         metadata = self._session.get_modelmeta().custom_metadata_map
         self.input_multiple = int(metadata.get("input_multiple", "1"))
-        names = [value.name for value in self._session.get_inputs()]
+        inputs = self._session.get_inputs()
+        names = [value.name for value in inputs]
         self._input_name = next(name for name in names if name != DETAIL_GAIN_INPUT)
+        self._frame_io = next(v.type for v in inputs if v.name == self._input_name) == (
+            "tensor(uint8)"
+        )
         self._gain_feed = None
         if DETAIL_GAIN_INPUT in names:
             if self.detail_gain is None:
@@ -102,6 +132,10 @@ class OnnxRuntimeEngine:
         )
 
     def upload(self, frame: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8 BGR -> the model's input: the frame itself, or NCHW float32."""
+        if self._frame_io:
+            check_frame(frame)
+            return frame
         return bgr8_to_nchw(frame, self.input_multiple)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
@@ -117,6 +151,9 @@ class OnnxRuntimeEngine:
             raise EngineError(f"onnxruntime inference failed: {error}") from error
 
     def download(self, tensor: np.ndarray, height: int, width: int) -> np.ndarray:
+        """The model's output -> ``(height, width, 3)`` uint8 BGR."""
+        if self._frame_io:
+            return tensor[:height, :width]
         return nchw_to_bgr8(tensor, height, width)
 
     def set_detail_gain(self, gain: float) -> bool:

@@ -62,7 +62,7 @@ def tensorrt_unavailable_reason() -> str | None:
         return 'TensorRT is not installed (pip install "smokeclear[gpu]")'
     if not (importable("cuda.bindings") or importable("cuda.cudart")):
         return 'cuda-python is not installed (pip install "smokeclear[gpu]")'
-    from smokeclear.engines.tensorrt_engine import cuda_gpu_count
+    from smokeclear.engines.cuda_runtime import cuda_gpu_count
 
     if cuda_gpu_count() == 0:
         return "no CUDA GPU is visible to cuda-python"

@@ -17,9 +17,13 @@ three threads for different frames at once, so nothing a frame holds is shared:
   input shape, so after one warm-up run the TensorRT launch is captured once as a
   CUDA graph and replayed for every later frame of that shape.
 
-Frames cross the boundary as ``(H, W, 3)`` uint8 BGR; inside, the engine input is
-``(1, 3, H', W')`` RGB in [0, 1], H' and W' edge-padded to the model's input
-multiple, float32 (or float16 when the engine's I/O is FP16).
+Frames cross the boundary as ``(H, W, 3)`` uint8 BGR. A frame engine (built from
+a ``frame_io`` ONNX: uint8 input) takes them as they are: the pixel work runs in
+the engine on the GPU, the copies carry uint8 (a quarter of float32's bytes) and
+the downloaded frame is the pooled host buffer itself. A restorer engine's input
+is ``(1, 3, H', W')`` RGB in [0, 1], H' and W' edge-padded to the model's input
+multiple, float32 (or float16 when the engine's I/O is FP16), converted on the
+host into the pooled buffer (:func:`~smokeclear.engines.base.bgr8_into_nchw`).
 
 Detail gain: a model with a detail stage has a second input, ``detail_gain``
 (shape (1,)). It lives in one small device buffer bound once at ``start``; ``infer``
@@ -29,10 +33,8 @@ captured CUDA graph, which reads that fixed address, stays valid when it changes
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,237 +45,30 @@ import numpy as np
 from smokeclear.engines.base import (
     DETAIL_GAIN_INPUT,
     EngineError,
+    bgr8_into_nchw,
     check_frame,
     nchw_to_bgr8,
     padded_size,
 )
+from smokeclear.engines.cuda_runtime import (
+    HostTensor,
+    PinnedPool,
+    cuda_check,
+    cuda_gpu_count,
+    require_cudart,
+)
+from smokeclear.engines.tensorrt_support import (
+    Shape,
+    ShapeProfile,
+    deserializer,
+    frame_size,
+    profile_covers,
+    require_tensorrt,
+    tensorrt_logger,
+)
 from smokeclear.errors import UserError
 
 log = logging.getLogger(__name__)
-
-GPU_EXTRA_FIX = (
-    'Install the GPU extra: pip install "smokeclear[gpu]" (needs an NVIDIA driver), '
-    "or use --backend onnxruntime or --backend torch."
-)
-#: More host buffers of one shape than this in use means frames are leaking.
-MAX_BUFFERS_IN_FLIGHT = 16
-
-Shape = tuple[int, ...]
-Profile = tuple[Shape, Shape, Shape]
-
-
-# --------------------------------------------------------------------------- optional imports
-
-
-def require_tensorrt() -> Any:
-    """``import tensorrt``, or the user's error saying how to get it."""
-    try:
-        import tensorrt
-    except ImportError:
-        raise UserError(
-            "the tensorrt backend needs TensorRT, which is not installed", GPU_EXTRA_FIX
-        ) from None
-    return tensorrt
-
-
-def require_cudart() -> Any:
-    """cuda-python's runtime module (``cuda.bindings.runtime``; ``cuda.cudart`` before 12.8)."""
-    try:
-        from cuda.bindings import runtime
-    except ImportError:
-        try:
-            from cuda import cudart as runtime
-        except ImportError:
-            raise UserError(
-                "the tensorrt backend needs cuda-python, which is not installed", GPU_EXTRA_FIX
-            ) from None
-    return runtime
-
-
-def cuda_check(result: tuple, what: str) -> Any:
-    """Unwrap a cuda-python call: ``(error, *values)`` -> the value(s), or EngineError.
-
-    Every cuda-python function returns a tuple whose first item is the error code
-    (``cudaSuccess`` is 0).
-    """
-    error, *values = result
-    if int(error) != 0:
-        raise EngineError(f"{what} failed: {getattr(error, 'name', error)} ({int(error)})")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def cuda_gpu_count() -> int:
-    """CUDA GPUs cuda-python can see (0 without cuda-python or a driver)."""
-    try:
-        cudart = require_cudart()
-        return int(cuda_check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount"))
-    except (UserError, EngineError):
-        return 0
-
-
-def gpu_identity(device: int = 0) -> tuple[str, str]:
-    """``(name, compute capability)`` of a GPU, e.g. ``("NVIDIA H100 80GB HBM3", "9.0")``."""
-    cudart = require_cudart()
-    properties = cuda_check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
-    name = properties.name
-    if isinstance(name, bytes):
-        name = name.split(b"\0", 1)[0].decode(errors="replace")
-    return str(name).strip(), f"{properties.major}.{properties.minor}"
-
-
-def tensorrt_logger(trt: Any) -> Any:
-    """A ``trt.ILogger`` writing to Python logging; keeps error texts in ``.errors``.
-
-    TensorRT's errors are logged as warnings: the caller turns a failure into an
-    exception (or, for a stale cached plan, into a rebuild) with the whole story.
-    """
-    severity = trt.ILogger.Severity
-
-    class Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, level, msg):
-            if level in (severity.INTERNAL_ERROR, severity.ERROR):
-                self.errors.append(msg)
-                log.warning("TensorRT: %s", msg)
-            elif level == severity.WARNING:
-                log.warning("TensorRT: %s", msg)
-            elif level == severity.INFO:
-                log.debug("TensorRT: %s", msg)
-
-    return Logger()
-
-
-def deserializer(runtime: Any) -> Callable[[bytes], Any]:
-    """``plan bytes -> ICudaEngine``, or None when TensorRT rejects them.
-
-    TensorRT returns None (and logs why) for a corrupt or truncated plan and for
-    one built by another TensorRT version or for another GPU.
-    """
-
-    def deserialize(plan: bytes) -> Any:
-        try:
-            return runtime.deserialize_cuda_engine(plan)
-        except Exception as error:  # some versions raise instead of returning None
-            log.warning("TensorRT: %s", error)
-            return None
-
-    return deserialize
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-def profile_covers(profile: Profile, shape: Shape) -> bool:
-    """Whether an NCHW ``shape`` lies inside the (min, opt, max) ``profile``."""
-    minimum, _, maximum = profile
-    return all(low <= size <= high for low, size, high in zip(minimum, shape, maximum, strict=True))
-
-
-def bgr8_into(frame: np.ndarray, out: np.ndarray) -> None:
-    """Write a ``(H, W, 3)`` uint8 BGR frame into ``out`` as ``(1, 3, H', W')`` RGB [0, 1].
-
-    The same conversion as :func:`smokeclear.engines.base.bgr8_to_nchw`, written
-    into a preallocated (page-locked) float32 or float16 buffer; H' >= H and W' >= W
-    are filled by edge replication.
-    """
-    height, width = frame.shape[:2]
-    padded_height, padded_width = out.shape[2:]
-    rgb = frame[:, :, ::-1]
-    if (padded_height, padded_width) != (height, width):
-        rgb = np.pad(
-            rgb, ((0, padded_height - height), (0, padded_width - width), (0, 0)), mode="edge"
-        )
-    np.multiply(rgb.transpose(2, 0, 1), np.float32(1 / 255), out=out[0], casting="unsafe")
-
-
-class HostTensor:
-    """One frame's NCHW tensor in a pooled page-locked host buffer.
-
-    ``array`` views memory the pool owns: the buffer is handed back (or freed, once
-    the pool is closed) when this object is garbage-collected.
-    """
-
-    __slots__ = ("__weakref__", "array", "pointer")
-
-    def __init__(self, array: np.ndarray, pointer: int) -> None:
-        self.array = array
-        self.pointer = pointer
-
-
-class PinnedPool:
-    """Reusable page-locked host buffers of one shape and dtype.
-
-    Args:
-        allocate: ``nbytes -> pointer`` (``cudaMallocHost`` in the engine).
-        free: ``pointer -> None`` (``cudaFreeHost``).
-        limit: most buffers alive at once; more means frames are leaking.
-    """
-
-    def __init__(
-        self,
-        shape: Shape,
-        dtype: np.dtype,
-        allocate: Callable[[int], int],
-        free: Callable[[int], None],
-        limit: int = MAX_BUFFERS_IN_FLIGHT,
-    ) -> None:
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
-        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self._allocate = allocate
-        self._free = free
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._idle: list[int] = []
-        self._allocated = 0
-        self._closed = False
-
-    @property
-    def allocated(self) -> int:
-        return self._allocated
-
-    def take(self) -> HostTensor:
-        with self._lock:
-            if self._closed:
-                raise EngineError("engine used after close()")
-            if self._idle:
-                pointer = self._idle.pop()
-            else:
-                if self._allocated >= self.limit:
-                    raise EngineError(
-                        f"{self._allocated} host buffers of shape {self.shape} are in use: "
-                        "frames are not being released"
-                    )
-                pointer = self._allocate(self.nbytes)
-                self._allocated += 1
-        raw = (ctypes.c_byte * self.nbytes).from_address(pointer)
-        array = np.frombuffer(raw, dtype=self.dtype).reshape(self.shape)
-        tensor = HostTensor(array, pointer)
-        # Not at interpreter exit: the CUDA context may be gone by then, and so is the process.
-        weakref.finalize(tensor, self._give_back, pointer).atexit = False
-        return tensor
-
-    def _give_back(self, pointer: int) -> None:
-        with self._lock:
-            if not self._closed:
-                self._idle.append(pointer)
-                return
-            self._allocated -= 1
-        self._free(pointer)
-
-    def close(self) -> None:
-        """Free the idle buffers now; buffers still held are freed when released."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._allocated -= len(idle)
-        for pointer in idle:
-            self._free(pointer)
 
 
 # --------------------------------------------------------------------------- the engine
@@ -292,7 +87,7 @@ class CachedPlan:
 
     onnx_path: Path
     precision: str
-    profile: Profile
+    profile: ShapeProfile
     optimization_level: int
     build: Callable[[Path], Any]
     input_multiple: int
@@ -318,9 +113,6 @@ class TensorRTEngine:
         plan: a plan file, a :class:`CachedPlan` to load (or build) from the cache,
             or a function of the first frame's ``(height, width)`` returning one (the
             runtime's choice: the shape profile is known only at ``start``).
-        stream: a ``cudaStream_t`` handle (int) to run on, e.g. the stream of the
-            stages around it (``torch.cuda.Stream().cuda_stream``); default: the
-            engine creates and owns one. The engine never destroys a stream it was given.
         device: CUDA device index.
         input_multiple: for a bare plan without a sidecar (``PLAN.json``) saying it.
         cuda_graph: capture and replay the launch per shape (off: enqueue every frame).
@@ -332,14 +124,12 @@ class TensorRTEngine:
         self,
         plan: Path | CachedPlan | Callable[[int, int], CachedPlan],
         *,
-        stream: int | None = None,
         device: int = 0,
         input_multiple: int | None = None,
         cuda_graph: bool = True,
         detail_gain: float | None = None,
     ) -> None:
         self.plan = plan
-        self.external_stream = stream
         self.device = device
         self.requested_multiple = input_multiple
         self.cuda_graph = cuda_graph
@@ -358,7 +148,8 @@ class TensorRTEngine:
         self._output_name = ""
         self._input_dtype = np.dtype(np.float32)
         self._output_dtype = np.dtype(np.float32)
-        self._profile: Profile | None = None
+        self._profile: ShapeProfile | None = None
+        self._frame_io = False
         self._input_pools: dict[Shape, PinnedPool] = {}
         self._pools_lock = threading.Lock()
         self._states: dict[Shape, _ShapeState] = {}
@@ -416,22 +207,22 @@ class TensorRTEngine:
             tuple(int(size) for size in dims)
             for dims in engine.get_tensor_profile_shape(self._input_name, 0)
         )
-        shape = (1, 3, *padded_size(height, width, self.input_multiple))
+        # A frame engine (uint8 input) does the pixel work itself: it takes the frame.
+        self._frame_io = self._input_dtype == np.uint8
+        shape = self._input_shape(height, width)
         if not profile_covers(self._profile, shape):
-            minimum, _, maximum = self._profile
+            minimum, _, maximum = (frame_size(dims) for dims in self._profile)
+            padded = frame_size(shape)
             raise UserError(
-                f"{width}x{height} frames (padded to {shape[3]}x{shape[2]}) are outside the "
-                f"engine's shape profile ({minimum[3]}x{minimum[2]} to {maximum[3]}x{maximum[2]})",
+                f"{width}x{height} frames (as input {padded[1]}x{padded[0]}) are outside the "
+                f"engine's shape profile ({minimum[1]}x{minimum[0]} to {maximum[1]}x{maximum[0]})",
                 f"Build one for it: smokeclear engines build --sizes {width}x{height}.",
             )
         self._context = engine.create_execution_context()
         if self._context is None:
             raise EngineError("TensorRT could not create an execution context (GPU memory?)")
-        if self.external_stream is not None:
-            self._stream = int(self.external_stream)
-        else:
-            self._owned_stream = cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
-            self._stream = int(self._owned_stream)
+        self._owned_stream = cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._stream = int(self._owned_stream)
         if has_gain:
             self._bind_detail_gain(np.dtype(trt.nptype(engine.get_tensor_dtype(DETAIL_GAIN_INPUT))))
         self.name = f"tensorrt-{precision}" if precision else "tensorrt"
@@ -550,9 +341,11 @@ class TensorRTEngine:
         if self._context is None:
             raise EngineError("engine used before start()")
         check_frame(frame)
-        shape = (1, 3, *padded_size(frame.shape[0], frame.shape[1], self.input_multiple))
-        tensor = self._input_pool(shape).take()
-        bgr8_into(frame, tensor.array)
+        tensor = self._input_pool(self._input_shape(frame.shape[0], frame.shape[1])).take()
+        if self._frame_io:
+            np.copyto(tensor.array, frame)
+        else:
+            bgr8_into_nchw(frame, tensor.array)
         return tensor
 
     def infer(self, tensor: HostTensor | np.ndarray) -> HostTensor:
@@ -603,11 +396,18 @@ class TensorRTEngine:
 
     def download(self, tensor: HostTensor, height: int, width: int) -> np.ndarray:
         array = tensor.array
+        if self._frame_io:  # the pooled buffer itself: back to its pool with the frame
+            return array[:height, :width]
         if array.dtype != np.float32:
             array = array.astype(np.float32)
         return nchw_to_bgr8(array, height, width)
 
     # ------------------------------------------------------------------ internals
+
+    def _input_shape(self, height: int, width: int) -> Shape:
+        if self._frame_io:
+            return (height, width, 3)
+        return (1, 3, *padded_size(height, width, self.input_multiple))
 
     def _input_pool(self, shape: Shape) -> PinnedPool:
         with self._pools_lock:

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from smokeclear.engines.base import EngineError, check_frame
+from smokeclear.engines.cuda_runtime import HostTensor, PinnedPool
+from smokeclear.engines.device_pixels import bgr8_to_input, output_to_bgr8
 from smokeclear.nets.smooth import DetailMagnify
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class TorchEngine:
         self._stream: torch.cuda.Stream | None = None
         self._graphs: dict[tuple[int, ...], _CapturedGraph] = {}
         self._detail_stages: list[DetailMagnify] = []
+        self._staging: PinnedStaging | None = None
         self.input_multiple = 1
 
     def start(self, height: int, width: int) -> None:
@@ -81,6 +85,7 @@ class TorchEngine:
         if self.device.type == "cuda":
             module = module.to(memory_format=torch.channels_last)
             self._stream = torch.cuda.Stream(self.device)
+            self._staging = PinnedStaging(self.device, self._stream)
             torch.backends.cudnn.benchmark = True
         # After .half() and .to(): these are the buffers the module that runs reads.
         self._detail_stages = [m for m in module.modules() if isinstance(m, DetailMagnify)]
@@ -101,20 +106,15 @@ class TorchEngine:
 
     @torch.inference_mode()
     def upload(self, frame: np.ndarray) -> torch.Tensor:
+        """``(H, W, 3)`` uint8 BGR host frame -> ``(1, 3, H', W')`` RGB [0, 1] on the device."""
         check_frame(frame)
         with self._on_stream():
-            host = torch.from_numpy(frame)
-            if self.device.type == "cuda":
-                host = host.pin_memory()
-            pixels = host.to(self.device, non_blocking=True)
-            # HWC BGR uint8 -> NCHW RGB float on the device.
-            tensor = pixels.permute(2, 0, 1).flip(0).unsqueeze(0)
-            tensor = tensor.to(torch.float16 if self.half else torch.float32).div_(255.0)
-            height, width = frame.shape[:2]
-            pad_bottom = -height % self.input_multiple
-            pad_right = -width % self.input_multiple
-            if pad_bottom or pad_right:
-                tensor = F.pad(tensor, (0, pad_right, 0, pad_bottom), mode="replicate")
+            if self._staging is None:
+                pixels = torch.from_numpy(frame)
+            else:
+                pixels = self._staging.to_device(frame)
+            dtype = torch.float16 if self.half else torch.float32
+            tensor = bgr8_to_input(pixels, self.input_multiple, dtype)
             if self.device.type == "cuda":
                 tensor = tensor.contiguous(memory_format=torch.channels_last)
             return tensor
@@ -163,15 +163,20 @@ class TorchEngine:
 
     @torch.inference_mode()
     def download(self, tensor: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """Device ``(1, 3, H', W')`` RGB -> ``(height, width, 3)`` uint8 BGR host frame."""
         with self._on_stream():
-            image = tensor[0, :, :height, :width].flip(0).permute(1, 2, 0)
-            pixels = (image.float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
-            return pixels.cpu().numpy()
+            pixels = output_to_bgr8(tensor, height, width)
+            if self._staging is None:
+                return pixels.numpy()
+            return self._staging.to_host(pixels)
 
     def close(self) -> None:
         self._module = None
         self._graphs.clear()
         self._detail_stages = []
+        if self._staging is not None:
+            self._staging.close()
+            self._staging = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -198,3 +203,69 @@ class _CapturedGraph:
         self.input.copy_(tensor)
         self.graph.replay()
         return self.output.clone()
+
+
+class PinnedStaging:
+    """Host <-> device copies of uint8 frames through reused page-locked buffers.
+
+    One :class:`~smokeclear.engines.cuda_runtime.PinnedPool` per frame shape, its
+    memory from torch's pinned allocator. An upload's host buffer stays out of its
+    pool until the CUDA event recorded after its asynchronous copy has passed; a
+    download's buffer is the returned array itself and goes back when the graph
+    drops the frame. In steady state no frame allocates host memory.
+    """
+
+    def __init__(self, device: torch.device, stream: torch.cuda.Stream) -> None:
+        self.device = device
+        self.stream = stream
+        self._blocks: dict[int, torch.Tensor] = {}
+        self._pools: dict[tuple[int, ...], PinnedPool] = {}
+        self._lock = threading.Lock()
+        # Uploads whose copy may still read their host buffer, oldest first.
+        self._uploading: deque[tuple[torch.cuda.Event, HostTensor]] = deque()
+
+    def to_device(self, frame: np.ndarray) -> torch.Tensor:
+        """``(H, W, 3)`` uint8 host frame -> the same on the device (copy queued on the stream)."""
+        while self._uploading and self._uploading[0][0].query():
+            self._uploading.popleft()
+        staged = self._pool(frame.shape).take()
+        np.copyto(staged.array, frame)
+        pixels = torch.from_numpy(staged.array).to(self.device, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(self.stream)
+        self._uploading.append((done, staged))
+        return pixels
+
+    def to_host(self, pixels: torch.Tensor) -> np.ndarray:
+        """``(H, W, 3)`` uint8 device frame -> a pooled host array (waits for the copy)."""
+        staged = self._pool(tuple(pixels.shape))
+        array = staged.take().array
+        torch.from_numpy(array).copy_(pixels, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(self.stream)
+        done.synchronize()
+        return array
+
+    def _pool(self, shape: tuple[int, ...]) -> PinnedPool:
+        with self._lock:
+            pool = self._pools.get(shape)
+            if pool is None:
+                pool = PinnedPool(shape, np.uint8, self._allocate, self._free)
+                self._pools[shape] = pool
+            return pool
+
+    def _allocate(self, nbytes: int) -> int:
+        block = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        self._blocks[block.data_ptr()] = block
+        return block.data_ptr()
+
+    def _free(self, pointer: int) -> None:
+        self._blocks.pop(pointer, None)
+
+    def close(self) -> None:
+        self.stream.synchronize()
+        self._uploading.clear()
+        with self._lock:
+            for pool in self._pools.values():
+                pool.close()
+            self._pools.clear()

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from smokeclear.engines.base import DETAIL_GAIN_INPUT, bgr8_to_nchw
 from smokeclear.errors import UserError
 
 if TYPE_CHECKING:  # onnx_export imports torch; conversion runs on boxes without it
@@ -89,7 +90,7 @@ FP16_SMALLEST = 2.0**-24
 #: values overflows it long before that).
 FP16_LARGEST_WEIGHT = 1e4
 
-_FLOAT, _FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT, FLOAT16
+_FLOAT, _FLOAT16, _UINT8 = 1, 10, 2  # onnx.TensorProto.FLOAT, FLOAT16, UINT8
 
 
 @dataclass(frozen=True)
@@ -201,14 +202,19 @@ def check_typed(model) -> None:
     """Raise unless ``model`` is consistently typed, with FP32 input and output.
 
     Strict shape inference with type checking fails on any op whose inputs disagree
-    in type, which is what a strongly typed TensorRT network would reject.
+    in type, which is what a strongly typed TensorRT network would reject. A frame
+    model (metadata ``frame_io``) takes and returns uint8 frames instead; its
+    ``detail_gain`` input stays float32.
     """
     import onnx
 
     onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    frame_io = _metadata(model).get("frame_io") == "bgr8"
     for value in [*model.graph.input, *model.graph.output]:
-        if value.type.tensor_type.elem_type != _FLOAT:
-            raise ValueError(f"graph input/output {value.name} is not float32")
+        expected = _UINT8 if frame_io and value.name != DETAIL_GAIN_INPUT else _FLOAT
+        if value.type.tensor_type.elem_type != expected:
+            kind = "uint8" if expected == _UINT8 else "float32"
+            raise ValueError(f"graph input/output {value.name} is not {kind}")
 
 
 def parity_inputs(multiple: int, seed: int = 0) -> list[np.ndarray]:
@@ -230,9 +236,7 @@ def parity_inputs(multiple: int, seed: int = 0) -> list[np.ndarray]:
     ]
     scene = LaparoscopicScene(3 * multiple, 2 * multiple, fps=30.0, seed=seed, smoke=True)
     for index in (0, 45):
-        bgr = scene.render(index).smoky  # (H, W, 3) uint8 BGR
-        rgb = bgr[..., ::-1].astype(np.float32) / 255.0
-        frames.append(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]))
+        frames.append(bgr8_to_nchw(scene.render(index).smoky, 1))
     return frames
 
 

@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 OPSET = 18
 INPUT_NAME = "image"
 OUTPUT_NAME = "restored"
+#: Input and output of a model exported with ``frame_io``: (H, W, 3) uint8 BGR.
+FRAME_INPUT_NAME = "frame"
+FRAME_OUTPUT_NAME = "restored_frame"
+#: Parity gate of a frame model against PyTorch: one level of 255, in [0, 1] units (float
+#: differences far below FP32_MAX_ABS_ERROR can still round a pixel the other way).
+FRAME_MAX_ABS_ERROR = 1 / 255
 #: Largest frame side the exported graph promises to accept, in pixels (4K UHD fits).
 #: The dynamic H and W are declared as ``multiple * Dim(max=MAX_SIDE // multiple)``.
 MAX_SIDE = 4096
@@ -50,32 +56,55 @@ class ParityReport:
         )
 
 
-def export_onnx(module: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+def export_onnx(
+    module: nn.Module, path: Path, metadata: dict[str, str], *, frame_io: bool = False
+) -> None:
     """Export ``module`` (eval mode, FP32, CPU) to ``path`` and check the result.
 
     Args:
         module: a restorer (or chain) with an ``input_multiple`` attribute.
         metadata: extra key/value strings stored in the model's metadata_props.
+        frame_io: put the pixel work in the graph: the model takes and returns frames,
+            ``(H, W, 3)`` uint8 BGR of any H and W (input ``frame``, output
+            ``restored_frame``; :class:`~smokeclear.engines.device_pixels.PixelIO`),
+            so a runtime copies uint8 frames and converts nothing itself. Default: the
+            restorer's own contract, ``(1, 3, H', W')`` RGB float32 in [0, 1], H' and
+            W' multiples of ``input_multiple`` (input ``image``, output ``restored``).
 
     Detail stages' ``detail_gain`` buffers become one graph input of that name;
-    metadata ``inputs`` lists the graph inputs (``image`` or ``image,detail_gain``).
+    metadata ``inputs`` lists the graph inputs (``image`` or ``image,detail_gain``)
+    and ``frame_io`` is ``bgr8`` for a frame model.
     """
     import onnx
     from torch.export import Dim
 
+    from smokeclear.engines.device_pixels import PixelIO
+
     module = module.eval()
     multiple = module.input_multiple
-    sample = torch.rand(1, 3, 2 * multiple, 3 * multiple)
-    height = Dim("h", min=1, max=MAX_SIDE // multiple)
-    width = Dim("w", min=1, max=MAX_SIDE // multiple)
+    if frame_io:
+        exported: nn.Module = PixelIO(module).eval()
+        sample = torch.randint(0, 256, (2 * multiple + 3, 3 * multiple + 5, 3), dtype=torch.uint8)
+        names = (FRAME_INPUT_NAME, FRAME_OUTPUT_NAME)
+        # Any size: the graph pads to the multiple itself. Named dims with bounds fail
+        # here (torch 2.13 derives an inconsistent range for the padded size inside
+        # the network); DYNAMIC lets torch.export infer the range.
+        dims = {0: Dim.DYNAMIC, 1: Dim.DYNAMIC}
+    else:
+        exported = module
+        sample = torch.rand(1, 3, 2 * multiple, 3 * multiple)
+        names = (INPUT_NAME, OUTPUT_NAME)
+        height = Dim("h", min=1, max=MAX_SIDE // multiple)
+        width = Dim("w", min=1, max=MAX_SIDE // multiple)
+        dims = {2: multiple * height, 3: multiple * width}
     with quiet_exporter():
         program = torch.onnx.export(
-            module,
+            exported,
             (sample,),
             dynamo=True,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={INPUT_NAME: {2: multiple * height, 3: multiple * width}},
+            input_names=[names[0]],
+            output_names=[names[1]],
+            dynamic_shapes={names[0]: dims},
             opset_version=OPSET,
             verbose=False,
         )
@@ -83,11 +112,13 @@ def export_onnx(module: nn.Module, path: Path, metadata: dict[str, str]) -> None
     temporary = path.with_suffix(".partial.onnx")
     program.save(str(temporary))
     model = onnx.load(str(temporary))
-    inputs = [INPUT_NAME]
+    inputs = [names[0]]
     if module_detail_gain(module) is not None:
         gain_initializers_to_input(model)
         inputs.append(DETAIL_GAIN_INPUT)
     props = {"input_multiple": str(multiple), "inputs": ",".join(inputs), **metadata}
+    if frame_io:
+        props["frame_io"] = "bgr8"
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -137,8 +168,9 @@ def module_detail_gain(module: nn.Module) -> float | None:
 
 
 def session_feeds(input_names: list[str], image: np.ndarray, gain: float | None) -> dict:
-    """The feed dict of an exported model: ``image``, and ``detail_gain`` when it takes one."""
-    feeds = {INPUT_NAME: image}
+    """The feed dict of an exported model: its image (or frame), and ``detail_gain``."""
+    image_name = next(name for name in input_names if name != DETAIL_GAIN_INPUT)
+    feeds = {image_name: image}
     if DETAIL_GAIN_INPUT in input_names:
         if gain is None:
             raise ValueError(f"the model takes {DETAIL_GAIN_INPUT}; pass a gain to feed it")
@@ -149,7 +181,9 @@ def session_feeds(input_names: list[str], image: np.ndarray, gain: float | None)
 def check_parity(module: nn.Module, path: Path, inputs: list[torch.Tensor]) -> ParityReport:
     """Run ``inputs`` through PyTorch and ONNX Runtime (CPU) and compare outputs.
 
-    A detail model gets the module's current gain as its ``detail_gain`` input.
+    A detail model gets the module's current gain as its ``detail_gain`` input. A
+    frame model (``frame_io``) takes uint8 frames: pass ``PixelIO(module)`` and
+    frames; errors are then measured in [0, 1] units too (one level is 1/255).
     """
     import onnxruntime as ort
 
@@ -161,7 +195,8 @@ def check_parity(module: nn.Module, path: Path, inputs: list[torch.Tensor]) -> P
         with torch.inference_mode():
             expected = module(tensor).numpy()
         actual = session.run(None, session_feeds(names, tensor.numpy(), gain))[0]
-        difference = (actual.astype(np.float64) - expected) ** 2
+        scale = 1 / 255 if expected.dtype == np.uint8 else 1.0
+        difference = ((actual.astype(np.float64) - expected) * scale) ** 2
         worst = max(worst, float(np.sqrt(difference.max())))
         squared += float(difference.sum())
         count += difference.size

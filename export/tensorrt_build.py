@@ -10,24 +10,30 @@ run in the precision that was asked for: an engine silently built in FP32 is a
 known failure elsewhere (rf-detr #1453).
 
 Everything that does not need TensorRT (the shape profile, the version and mode
-decisions, reading the inspector's JSON, progress rate-limiting) is a pure function
-tested on every machine; :func:`build_engine` only wires them to the library.
+decisions here, reading the inspector's JSON in :mod:`~smokeclear.export.tensorrt_precision`,
+progress rate-limiting in :mod:`~smokeclear.export.tensorrt_progress`) is a pure
+function tested on every machine; :func:`build_engine` only wires them to the library.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smokeclear.engines.base import padded_size
+from smokeclear.engines.tensorrt_support import ShapeProfile, frame_size
 from smokeclear.errors import UserError
+from smokeclear.export.tensorrt_precision import (
+    PrecisionSummary,
+    check_precision,
+    inspect_precisions,
+)
+from smokeclear.export.tensorrt_progress import BuildProgress, progress_monitor
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +41,6 @@ PRECISIONS = ("fp16", "fp32")
 MIN_TENSORRT_MAJOR = 10
 #: TensorRT's builder optimisation levels (3 is its default).
 OPTIMIZATION_LEVELS = range(6)
-
-#: One NCHW shape; a profile is (min, opt, max).
-Shape = tuple[int, int, int, int]
-Profile = tuple[Shape, Shape, Shape]
 
 
 # --------------------------------------------------------------------------- shape profile
@@ -59,7 +61,7 @@ def parse_frame_size(text: str) -> tuple[int, int]:
 
 def shape_profile(
     sizes: Sequence[str | tuple[int, int]], multiple: int, divisor: int = 1
-) -> Profile:
+) -> ShapeProfile:
     """The (min, opt, max) NCHW input shapes that cover ``sizes``.
 
     Frames are edge-padded up to the model's input multiple before inference
@@ -88,7 +90,7 @@ def shape_profile(
         width, height = parse_frame_size(size) if isinstance(size, str) else size
         if width < 1 or height < 1:
             raise UserError(f"bad frame size {width}x{height}", "Sizes must be positive.")
-        padded.append((height + (-height % step), width + (-width % step)))
+        padded.append(padded_size(height, width, step))
     heights = [height for height, _ in padded]
     widths = [width for _, width in padded]
     minimum = (1, 3, min(heights), min(widths))
@@ -97,11 +99,12 @@ def shape_profile(
     return minimum, optimum, maximum  # type: ignore[return-value]
 
 
-def format_profile(profile: Profile) -> str:
-    """``min 720x1280, opt 720x1280, max 1088x1920`` (H x W of the padded input)."""
+def format_profile(profile: ShapeProfile) -> str:
+    """``min 720x1280, opt 720x1280, max 1088x1920`` (H x W of the engine's input)."""
     names = ("min", "opt", "max")
+    sizes = (frame_size(shape) for shape in profile)
     return ", ".join(
-        f"{name} {shape[2]}x{shape[3]}" for name, shape in zip(names, profile, strict=True)
+        f"{name} {height}x{width}" for name, (height, width) in zip(names, sizes, strict=True)
     )
 
 
@@ -211,233 +214,6 @@ def onnx_has_fp16(model: Any) -> bool:
     return False
 
 
-# --------------------------------------------------------------------------- precision check
-
-
-@dataclass(frozen=True)
-class PrecisionSummary:
-    """What the engine inspector says the built layers compute in."""
-
-    detailed: bool  # False: built without ProfilingVerbosity.DETAILED, nothing to check
-    layers: int
-    conv_layers: int
-    conv_half: int  # convolutions with FP16 inputs or outputs
-    conv_float: int  # convolutions whose known types are all FP32
-    half_layers: int  # any layer with an FP16 tensor
-
-    def __str__(self) -> str:
-        if not self.detailed:
-            return f"{self.layers} layers (no per-layer detail)"
-        return (
-            f"{self.layers} layers, {self.half_layers} with FP16 tensors; convolutions: "
-            f"{self.conv_half} FP16, {self.conv_float} FP32, "
-            f"{self.conv_layers - self.conv_half - self.conv_float} unresolved"
-        )
-
-
-class PrecisionError(RuntimeError):
-    """The built engine does not run in the precision that was asked for."""
-
-
-#: (text found in an inspector type string, lower case) -> precision, first match wins.
-_TYPE_WORDS = (
-    ("bfloat16", "bf16"),
-    ("bf16", "bf16"),
-    ("float16", "fp16"),
-    ("half", "fp16"),
-    ("fp16", "fp16"),
-    ("int8", "int8"),
-    ("fp8", "fp8"),
-    ("int32", "int32"),
-    ("int64", "int64"),
-    ("bool", "bool"),
-    ("float", "fp32"),
-    ("fp32", "fp32"),
-)
-
-
-def tensor_precision(description: str) -> str | None:
-    """An inspector type string -> "fp16", "fp32", ... or None when unknown.
-
-    TensorRT 10 writes e.g. ``"Row major linear FP16 format"`` or
-    ``"Channel major FP16 format where channel % 8 == 0"`` in ``Format/Datatype``,
-    or ``"N/A due to dynamic shapes"`` when inspected without an execution context;
-    TensorRT 11 splits it into ``Format`` and ``DataType`` (``"Half"``, ``"Float"``).
-    """
-    text = description.strip().lower()
-    if not text or text.startswith("n/a"):
-        return None
-    for word, precision in _TYPE_WORDS:
-        if word in text:
-            return precision
-    return None
-
-
-def _tensor_types(layer: dict[str, Any]) -> list[str | None]:
-    types = []
-    for tensor in [*layer.get("Inputs", []), *layer.get("Outputs", [])]:
-        if not isinstance(tensor, dict):
-            continue
-        described = tensor.get("DataType") or tensor.get("Format/Datatype") or ""
-        types.append(tensor_precision(str(described)))
-    return types
-
-
-def _is_convolution(layer: dict[str, Any]) -> bool:
-    kind = str(layer.get("LayerType", "")).lower()
-    if kind == "reformat":
-        return False
-    parameter = str(layer.get("ParameterType", "")).lower()
-    # Fused or Myelin layers keep the ONNX node names (".../Conv", "node_Conv_12").
-    return "conv" in kind or "conv" in parameter or "conv" in str(layer.get("Name", "")).lower()
-
-
-def summarise_precisions(engine_information: str) -> PrecisionSummary:
-    """Parse ``inspector.get_engine_information(LayerInformationFormat.JSON)``.
-
-    Both layouts are read: TensorRT 10 (``Layers`` + ``Bindings``) and 11
-    (``Layers`` + ``I/O Tensors``, type in ``DataType``). Layers given as bare
-    names mean the engine was built without detailed profiling verbosity.
-    """
-    document = json.loads(engine_information)
-    layers = document.get("Layers", []) if isinstance(document, dict) else document
-    if not isinstance(layers, list):
-        raise ValueError("inspector JSON has no Layers list")
-    if not all(isinstance(layer, dict) for layer in layers):
-        return PrecisionSummary(False, len(layers), 0, 0, 0, 0)
-    conv_layers = conv_half = conv_float = half_layers = 0
-    for layer in layers:
-        types = _tensor_types(layer)
-        known = [kind for kind in types if kind is not None]
-        half = "fp16" in known
-        half_layers += half
-        if _is_convolution(layer):
-            conv_layers += 1
-            if half:
-                conv_half += 1
-            elif known and all(kind == "fp32" for kind in known):
-                conv_float += 1
-    return PrecisionSummary(True, len(layers), conv_layers, conv_half, conv_float, half_layers)
-
-
-def check_precision(precision: str, summary: PrecisionSummary, what: str) -> None:
-    """Raise :class:`PrecisionError` unless ``summary`` shows ``precision``.
-
-    FP16 asked: at least one convolution must compute in FP16 (normalisation and
-    the guided filter are meant to stay FP32, so not every layer will). FP32
-    asked: no layer may carry FP16 tensors.
-    """
-    if not summary.detailed:
-        raise PrecisionError(
-            f"{what}: the engine inspector gave no per-layer types, so the {precision} "
-            "precision cannot be verified (build with ProfilingVerbosity.DETAILED)"
-        )
-    if precision == "fp16" and summary.conv_half == 0:
-        reason = (
-            "no convolution layer was found"
-            if summary.conv_layers == 0
-            else "no convolution runs in FP16"
-        )
-        raise PrecisionError(
-            f"{what}: FP16 was asked for but {reason} ({summary}); the engine was "
-            "built in FP32. On TensorRT 11 build from the FP16 ONNX (NAME.fp16.onnx)."
-        )
-    if precision == "fp32" and summary.half_layers:
-        raise PrecisionError(f"{what}: FP32 was asked for but FP16 layers were built ({summary})")
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class BuildProgress:
-    """Turns IProgressMonitor callbacks into rate-limited INFO lines.
-
-    TensorRT calls these from its own threads, so state is guarded by a lock.
-    Top-level phases are always reported when they start and finish; nested phases
-    and step counts at most once per ``interval_s``.
-
-    Args:
-        interval_s: minimum time between rate-limited lines.
-        clock: monotonic seconds (injectable for tests).
-        emit: ``logging``-style function taking a format string and arguments.
-    """
-
-    def __init__(
-        self,
-        interval_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        emit: Callable[..., None] | None = None,
-    ) -> None:
-        self.interval_s = interval_s
-        self.clock = clock
-        self.emit = emit or log.info
-        self.cancel = threading.Event()
-        self._lock = threading.Lock()
-        self._steps: dict[str, int] = {}
-        self._parents: dict[str, str | None] = {}
-        self._started: dict[str, float] = {}
-        self._last_emit = -float("inf")
-
-    def _due(self) -> bool:
-        now = self.clock()
-        if now - self._last_emit >= self.interval_s:
-            self._last_emit = now
-            return True
-        return False
-
-    def phase_start(self, phase: str, parent: str | None, steps: int) -> None:
-        with self._lock:
-            self._steps[phase] = steps
-            self._parents[phase] = parent
-            self._started[phase] = self.clock()
-            if parent is None:
-                self._last_emit = self.clock()
-                self.emit("TensorRT build: %s (%d steps)", phase, steps)
-            elif self._due():
-                self.emit("TensorRT build: %s > %s (%d steps)", parent, phase, steps)
-
-    def step_complete(self, phase: str, step: int) -> bool:
-        """Returns False to ask TensorRT to cancel the build (after :attr:`cancel`)."""
-        with self._lock:
-            if self._due():
-                total = self._steps.get(phase, 0)
-                self.emit("TensorRT build: %s, step %d/%d", phase, step + 1, total)
-        return not self.cancel.is_set()
-
-    def phase_finish(self, phase: str) -> None:
-        with self._lock:
-            started = self._started.pop(phase, None)
-            parent = self._parents.pop(phase, None)
-            self._steps.pop(phase, None)
-            if parent is None and started is not None:
-                self._last_emit = self.clock()
-                self.emit("TensorRT build: %s done in %.1f s", phase, self.clock() - started)
-
-
-def _progress_monitor(trt: Any, progress: BuildProgress) -> Any:
-    """A ``trt.IProgressMonitor`` forwarding to ``progress`` (never raising into C++)."""
-
-    class Monitor(trt.IProgressMonitor):
-        def __init__(self) -> None:
-            trt.IProgressMonitor.__init__(self)
-
-        def phase_start(self, phase_name, parent_phase, num_steps):
-            with contextlib.suppress(Exception):  # a logging failure must not abort a build
-                progress.phase_start(phase_name, parent_phase or None, num_steps)
-
-        def step_complete(self, phase_name, step):
-            try:
-                return progress.step_complete(phase_name, step)
-            except Exception:
-                return True
-
-        def phase_finish(self, phase_name):
-            with contextlib.suppress(Exception):
-                progress.phase_finish(phase_name)
-
-    return Monitor()
-
-
 # --------------------------------------------------------------------------- the build
 
 
@@ -446,7 +222,7 @@ class BuildReport:
     plan_path: Path
     tensorrt_version: str
     precision: str
-    profile: Profile
+    profile: ShapeProfile
     seconds: float
     precisions: PrecisionSummary
 
@@ -462,7 +238,7 @@ def build_engine(
     plan_path: Path,
     *,
     precision: str = "fp16",
-    profile: Profile,
+    profile: ShapeProfile,
     workspace_bytes: int = 4 << 30,
     optimization_level: int = 3,
     timing_cache_path: Path | None = None,
@@ -490,7 +266,7 @@ def build_engine(
     """
     import onnx
 
-    from smokeclear.engines.tensorrt_engine import require_tensorrt, tensorrt_logger
+    from smokeclear.engines.tensorrt_support import require_tensorrt, tensorrt_logger
 
     trt = require_tensorrt()
     major = tensorrt_major(trt.__version__)
@@ -532,7 +308,7 @@ def build_engine(
     config.add_optimization_profile(optimization_profile)
     timing_cache = _load_timing_cache(config, timing_cache_path)
     progress = BuildProgress()
-    monitor = _progress_monitor(trt, progress)  # must outlive the build
+    monitor = progress_monitor(trt, progress)  # must outlive the build
     config.progress_monitor = monitor
 
     log.info(
@@ -559,24 +335,6 @@ def build_engine(
     report = BuildReport(plan_path, trt.__version__, precision, profile, seconds, summary)
     log.info("built %s", report)
     return report
-
-
-def inspect_precisions(
-    trt: Any, logger: Any, plan: bytes, input_name: str, shape: Shape
-) -> PrecisionSummary:
-    """Deserialise ``plan`` and summarise its layer types at one input shape.
-
-    An execution context with the input shape set resolves the formats that the
-    inspector otherwise reports as "N/A due to dynamic shapes".
-    """
-    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
-    if engine is None:
-        raise RuntimeError("the engine TensorRT just built cannot be deserialised")
-    context = engine.create_execution_context()
-    context.set_input_shape(input_name, shape)
-    inspector = engine.create_engine_inspector()
-    inspector.execution_context = context
-    return summarise_precisions(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
 def image_input_name(network: Any, onnx_path: Path) -> str:

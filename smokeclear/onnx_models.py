@@ -39,9 +39,21 @@ SHIPPED_DIR = PACKAGE_DIR / "models"
 #: Modules and packages whose source makes up an exported graph: a change to any
 #: makes every exported model stale. A module that builds or wraps the exported
 #: network (pixel formats in the graph, wrappers) belongs here.
-EXPORT_SOURCES = ("smokeclear.nets", "smokeclear.export.onnx_export", "smokeclear.runtime")
+EXPORT_SOURCES = (
+    "smokeclear.nets",
+    "smokeclear.engines.device_pixels",
+    "smokeclear.export.onnx_export",
+    "smokeclear.runtime",
+)
 #: Metadata keys that say what a model was exported from (see :func:`provenance`).
-PROVENANCE_KEYS = ("restorers", "work_divisor", "detail", "weights_sha256", "code_sha256")
+PROVENANCE_KEYS = (
+    "restorers",
+    "work_divisor",
+    "detail",
+    "frame_io",
+    "weights_sha256",
+    "code_sha256",
+)
 
 
 def source_files(name: str) -> list[Path]:
@@ -86,23 +98,25 @@ def weights_digests(request: EngineRequest) -> list[str]:
     return digests
 
 
-def provenance(request: EngineRequest) -> dict[str, str]:
+def provenance(request: EngineRequest, frame_io: bool = False) -> dict[str, str]:
     """What the ONNX model of ``request`` is exported from, as metadata strings.
 
+    ``frame_io``: the frame model (pixel work in the graph, uint8 BGR frames in and out).
     The detail gain is not part of it: detail models take the gain as an input.
     """
     return {
         "restorers": request.label,
         "work_divisor": str(request.work_divisor),
         "detail": "1" if request.detail_gain is not None else "0",
+        "frame_io": "bgr8" if frame_io else "none",
         "weights_sha256": ",".join(weights_digests(request)),
         "code_sha256": code_digest(),
     }
 
 
-def provenance_key(request: EngineRequest) -> str:
+def provenance_key(request: EngineRequest, frame_io: bool = False) -> str:
     """Content key of the request's ONNX model: a digest of its :func:`provenance`."""
-    fields = provenance(request)
+    fields = provenance(request, frame_io)
     text = "|".join(f"{key}={fields[key]}" for key in PROVENANCE_KEYS)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -115,8 +129,13 @@ def model_metadata(path: Path) -> dict[str, str]:
     return {entry.key: entry.value for entry in model.metadata_props}
 
 
-def shipped_path(request: EngineRequest) -> Path:
-    return SHIPPED_DIR / f"{request.artefact_stem}.onnx"
+def model_stem(request: EngineRequest, frame_io: bool = False) -> str:
+    """File name stem of the request's model: chain, output mode, work scale, I/O kind."""
+    return request.artefact_stem + (".frames" if frame_io else "")
+
+
+def shipped_path(request: EngineRequest, frame_io: bool = False) -> Path:
+    return SHIPPED_DIR / f"{model_stem(request, frame_io)}.onnx"
 
 
 def stale_fields(metadata: dict[str, str], expected: dict[str, str]) -> list[str]:
@@ -124,29 +143,30 @@ def stale_fields(metadata: dict[str, str], expected: dict[str, str]) -> list[str
     return [key for key in PROVENANCE_KEYS if metadata.get(key) != expected[key]]
 
 
-def shipped_onnx(request: EngineRequest) -> Path | None:
+def shipped_onnx(request: EngineRequest, frame_io: bool = False) -> Path | None:
     """The shipped FP32 model of ``request`` when it was exported from exactly these inputs."""
-    path = shipped_path(request)
+    path = shipped_path(request, frame_io)
     if not path.is_file():
         return None
-    stale = stale_fields(model_metadata(path), provenance(request))
+    stale = stale_fields(model_metadata(path), provenance(request, frame_io))
     if stale:
         log.debug("shipped %s does not fit this request (%s differ)", path.name, ", ".join(stale))
         return None
     return path
 
 
-def cached_path(request: EngineRequest) -> Path:
+def cached_path(request: EngineRequest, frame_io: bool = False) -> Path:
     from smokeclear.runtime import cache_dir
 
-    return cache_dir() / "onnx" / f"{request.artefact_stem}-{provenance_key(request)[:16]}.onnx"
+    key = provenance_key(request, frame_io)[:16]
+    return cache_dir() / "onnx" / f"{model_stem(request, frame_io)}-{key}.onnx"
 
 
-def cached_onnx(request: EngineRequest) -> Path | None:
+def cached_onnx(request: EngineRequest, frame_io: bool = False) -> Path | None:
     """The cached FP32 model of ``request``, or None when missing or unreadable."""
     import onnx
 
-    path = cached_path(request)
+    path = cached_path(request, frame_io)
     if not path.is_file():
         return None
     try:
@@ -221,11 +241,15 @@ def check_given(request: EngineRequest, path: Path, metadata: dict[str, str]) ->
         log.info("%s runs the network at 1/%s resolution (fixed at export)", path.name, divisor)
 
 
-def find_onnx(request: EngineRequest) -> Path | None:
-    """The FP32 (or given) ONNX model of ``request``: given, shipped or cached; None to export."""
+def find_onnx(request: EngineRequest, frame_io: bool = False) -> Path | None:
+    """The FP32 (or given) ONNX model of ``request``: given, shipped or cached; None to export.
+
+    ``frame_io`` asks for the frame model; a given model is taken as it is (engines read
+    its input type).
+    """
     if request.onnx is not None:
         return given_onnx(request)
-    found = shipped_onnx(request) or cached_onnx(request)
+    found = shipped_onnx(request, frame_io) or cached_onnx(request, frame_io)
     if found is not None:
         log.debug("ONNX model of %s: %s", request.label, found)
     return found

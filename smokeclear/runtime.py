@@ -134,43 +134,54 @@ def onnx_key(request: EngineRequest) -> str:
     return provenance_key(request)
 
 
-def onnx_model(request: EngineRequest) -> Path:
+def onnx_model(request: EngineRequest, frame_io: bool = False) -> Path:
     """The ONNX file for ``request``: given, shipped or cached; else exported to the cache.
 
-    Only the export needs torch; without it, that is a UserError naming the fixes.
+    ``frame_io``: the model with the pixel work in the graph (uint8 BGR frames in and
+    out, see :func:`~smokeclear.export.onnx_export.export_onnx`); a given model is used
+    as it is. Only the export needs torch; without it, that is a UserError naming the fixes.
     """
     from smokeclear.onnx_models import cached_path, export_needs_torch, find_onnx
 
     check_detail_gain(request)
-    found = find_onnx(request)
+    found = find_onnx(request, frame_io)
     if found is not None:
         return found
     export_needs_torch(request)
-    path = cached_path(request)
-    export_checked_onnx(request, path, why="first run with these weights")
+    path = cached_path(request, frame_io)
+    export_checked_onnx(request, path, why="first run with these weights", frame_io=frame_io)
     return path
 
 
-def export_checked_onnx(request: EngineRequest, path: Path, why: str) -> None:
+def export_checked_onnx(
+    request: EngineRequest, path: Path, why: str, frame_io: bool = False
+) -> None:
     """Export ``request`` to ``path`` with its provenance metadata, gated by a parity check.
 
     ``why`` the export runs, for the log line that announces it.
     """
     import torch
 
-    from smokeclear.export.onnx_export import check_parity, export_onnx
+    from smokeclear.engines.device_pixels import PixelIO
+    from smokeclear.export.fp16 import FP32_MAX_ABS_ERROR
+    from smokeclear.export.onnx_export import FRAME_MAX_ABS_ERROR, check_parity, export_onnx
     from smokeclear.onnx_models import provenance
 
     # Loading first turns missing or corrupt weights into the user's one-line error,
     # before anything announces an export.
     module = build_chain(request)
     log.info("exporting %s to ONNX (%s) into %s", request.label, why, path.parent)
-    metadata = {"smokeclear": __version__, "precision": "fp32", **provenance(request)}
-    export_onnx(module, path, metadata)
+    metadata = {"smokeclear": __version__, "precision": "fp32", **provenance(request, frame_io)}
+    export_onnx(module, path, metadata, frame_io=frame_io)
     multiple = module.input_multiple
-    report = check_parity(module, path, [torch.rand(1, 3, 2 * multiple, 3 * multiple)])
+    if frame_io:
+        frame = torch.randint(0, 256, (2 * multiple + 1, 3 * multiple + 1, 3), dtype=torch.uint8)
+        report, limit = check_parity(PixelIO(module), path, [frame]), FRAME_MAX_ABS_ERROR
+    else:
+        sample = torch.rand(1, 3, 2 * multiple, 3 * multiple)
+        report, limit = check_parity(module, path, [sample]), FP32_MAX_ABS_ERROR
     log.info("ONNX parity: %s", report)
-    if report.max_abs_error > 1e-3:
+    if report.max_abs_error > limit:
         path.unlink()
         raise RuntimeError(f"exported ONNX disagrees with PyTorch: {report}")
 
@@ -210,7 +221,7 @@ def aoti_package(request: EngineRequest, module, example) -> Path:
     return path
 
 
-def onnx_fp16_model(request: EngineRequest) -> Path:
+def onnx_fp16_model(request: EngineRequest, frame_io: bool = False) -> Path:
     """The FP16 ONNX (guided filter in FP32): given, or converted into the cache on first use.
 
     A cached FP32 model gets its FP16 copy beside it; a shipped or given one gets it
@@ -223,7 +234,7 @@ def onnx_fp16_model(request: EngineRequest) -> Path:
         given = given_onnx(request, precision="fp16")
         if model_metadata(given).get("precision") == "fp16":
             return given
-    fp32_path = onnx_model(request)
+    fp32_path = onnx_model(request, frame_io)
     path = fp32_path.with_suffix(".fp16.onnx")
     if fp32_path.parent != cache_dir() / "onnx":
         name = f"{request.artefact_stem}-{file_digest(fp32_path)[:16]}.fp16.onnx"
@@ -238,24 +249,27 @@ def tensorrt_engine(request: EngineRequest) -> Engine:
     """A TensorRT engine for ``request``: built for the first frame's size, then cached.
 
     The engine is built from the FP16 ONNX (strongly typed, guided filter in FP32), so
-    TensorRT 10 and 11 build the same network. Its shape profile runs from one input
-    multiple up to the first frame's padded size, tuned for that size.
+    TensorRT 10 and 11 build the same network. It is a frame model (uint8 BGR frames
+    in and out, the pixel work in the engine); its shape profile runs from one input
+    multiple up to the first frame's size, tuned for that size.
     """
     import onnx
 
+    from smokeclear.engines.cuda_runtime import gpu_identity
     from smokeclear.engines.engine_cache import timing_cache_path
-    from smokeclear.engines.tensorrt_engine import CachedPlan, TensorRTEngine, gpu_identity
+    from smokeclear.engines.tensorrt_engine import CachedPlan, TensorRTEngine
     from smokeclear.export.tensorrt_build import build_engine
 
-    onnx_path = onnx_fp16_model(request)
+    onnx_path = onnx_fp16_model(request, frame_io=True)
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     multiple = int(metadata.get("input_multiple", "1"))
 
     def plan_for(height: int, width: int) -> CachedPlan:
         import tensorrt
 
-        padded = (1, 3, height + (-height % multiple), width + (-width % multiple))
-        profile = ((1, 3, multiple, multiple), padded, padded)
+        frame = (height, width, 3)
+        smallest = (min(multiple, height), min(multiple, width), 3)
+        profile = (smallest, frame, frame)
         timing = timing_cache_path(tensorrt.__version__, *gpu_identity(0))
 
         def build(plan: Path):
@@ -272,9 +286,10 @@ def create_engine(request: EngineRequest) -> tuple[Engine, BackendChoice]:
     """An engine for ``request`` (not yet started) and why that backend was chosen."""
     choice = choose_backend(request.backend, request.device)
     if choice.backend == "onnxruntime":
-        from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
+        from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine, prefers_frame_models
 
-        return OnnxRuntimeEngine(onnx_model(request), detail_gain=request.detail_gain), choice
+        path = onnx_model(request, frame_io=prefers_frame_models())
+        return OnnxRuntimeEngine(path, detail_gain=request.detail_gain), choice
     if choice.backend == "tensorrt":
         return tensorrt_engine(request), choice
     # Load once here so bad weights fail now, with the user's error, not in a thread.

@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from smokeclear.engines.base import Engine
 
 
 class Mode(enum.Enum):
@@ -34,6 +37,8 @@ class Frame:
     captured_ns: int
     stamps: dict[str, int] = field(default_factory=dict)
     tensor: Any = None  # device tensor, between preprocess and postprocess
+    # The engine that uploaded ``tensor``: the only one that may infer and download it.
+    engine: Engine | None = None
     output: np.ndarray | None = None  # restored (H, W, 3) uint8 BGR
 
     def stamp(self, event: str) -> int:

@@ -1,6 +1,6 @@
 """The threaded graph: capture -> preprocess -> infer -> postprocess -> presenter -> sinks.
 
-One thread per stage, joined by :class:`~smokeclear.stream.mailbox.BoundedQueue`.
+One thread per stage, joined by :class:`~smokeclear.stream.queues.BoundedQueue`.
 
 Live sources (cameras, streams, the synthetic scene): every queue holds one frame
 and drops the oldest, so latency cannot build up; the presenter applies the
@@ -15,9 +15,10 @@ presented in order; a frame whose inference fails is shown raw, marked BYPASS.
 The presenter runs on the calling thread (OpenCV windows want the main thread);
 sinks are closed, and recordings finalised, however the run ends.
 
-Live controls (:class:`LiveControls`): the viewer changes the detail gain while the
-graph runs (``[`` and ``]`` in the window); the infer stage hands each change to its
-engine before the next frame, and to a fresh engine after a hang.
+Live controls (:class:`~smokeclear.stream.controls.LiveControls`): the viewer
+changes the detail gain while the graph runs (``[`` and ``]`` in the window); the
+infer stage hands each change to its engine before the next frame, and to a fresh
+engine after a hang.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import cv2
 
 from smokeclear.engines.base import Engine
 from smokeclear.errors import FrameFormatError, UserError
+from smokeclear.stream.controls import LiveControls
 from smokeclear.stream.frame import Frame, Mode
-from smokeclear.stream.mailbox import END_OF_STREAM, BoundedQueue, Empty, Overflow, QueueClosed
 from smokeclear.stream.overlay import (
     compose_view,
     detail_gain_label,
@@ -42,6 +43,7 @@ from smokeclear.stream.overlay import (
     view_size,
 )
 from smokeclear.stream.presenter import DeadlinePresenter, Presentation
+from smokeclear.stream.queues import END_OF_STREAM, BoundedQueue, Empty, Overflow, QueueClosed
 from smokeclear.stream.sinks import Sink
 from smokeclear.stream.sources import Source, SourceLost, to_bgr8
 from smokeclear.stream.stats import Counters, LatencyLog, RunReport, Timeline
@@ -51,75 +53,6 @@ log = logging.getLogger(__name__)
 #: Longest the presenter sleeps: the window must be pumped and stop requests seen.
 PRESENTER_TICK_NS = 20_000_000
 RECONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
-#: One ``]`` / ``[`` key press changes the detail gain by this much, within the range.
-DETAIL_GAIN_STEP = 0.5
-DETAIL_GAIN_RANGE = (0.0, 10.0)
-DETAIL_GAIN_KEYS = {ord("]"): DETAIL_GAIN_STEP, ord("["): -DETAIL_GAIN_STEP}
-
-
-class LiveControls:
-    """What the viewer changes while the graph runs; safe to call from any thread.
-
-    Every method holds a lock for a few assignments only, so the display loop never
-    waits on the infer stage. ``version`` counts changes: the infer stage applies
-    each one once.
-
-    Args:
-        detail_gain: the engine's starting detail gain; None when it has no detail
-            stage (then the gain cannot be changed).
-    """
-
-    def __init__(self, detail_gain: float | None = None) -> None:
-        self._lock = threading.Lock()
-        self._initial_gain = detail_gain
-        self._detail_gain = detail_gain
-        self._fixed = False
-        self._version = 0
-
-    @property
-    def detail_gain(self) -> float | None:
-        with self._lock:
-            return self._detail_gain
-
-    @property
-    def detail_gain_fixed(self) -> bool:
-        """True once the engine said it cannot change the gain live."""
-        with self._lock:
-            return self._fixed
-
-    def snapshot(self) -> tuple[int, float | None]:
-        """``(version, detail_gain)``, read together."""
-        with self._lock:
-            return self._version, self._detail_gain
-
-    def adjust_detail_gain(self, step: float) -> float | None:
-        """Add ``step`` to the gain, clamped to :data:`DETAIL_GAIN_RANGE`; the new gain."""
-        low, high = DETAIL_GAIN_RANGE
-        with self._lock:
-            if self._detail_gain is None or self._fixed:
-                return self._detail_gain
-            gain = min(high, max(low, round(self._detail_gain + step, 6)))
-            if gain != self._detail_gain:
-                self._detail_gain = gain
-                self._version += 1
-            return gain
-
-    def fix_detail_gain(self) -> None:
-        """The engine cannot change the gain: back to the starting one, and keep it."""
-        with self._lock:
-            self._detail_gain = self._initial_gain
-            self._fixed = True
-
-    def handle_key(self, key: int) -> bool:
-        """A key pressed in the window: ``]`` raises the gain, ``[`` lowers it.
-
-        Returns whether the key was one of them.
-        """
-        step = DETAIL_GAIN_KEYS.get(key)
-        if step is None:
-            return False
-        self.adjust_detail_gain(step)
-        return True
 
 
 @dataclass(frozen=True)
@@ -176,6 +109,17 @@ class InferWorker:
                     outbox.close()
                 return
             frame: Frame = item
+            if frame.engine is not self.engine:
+                # Uploaded by the engine this worker replaced: a frame is processed by one
+                # engine from upload to download, so it is shown raw (BYPASS) instead.
+                frame.engine = frame.tensor = None
+                if graph.realtime:
+                    continue
+                try:
+                    outbox.put(frame)
+                except QueueClosed:
+                    return
+                continue
             frame.stamp("infer_start")
             self.busy_since_ns = frame.stamps["infer_start"]
             try:
@@ -189,7 +133,7 @@ class InferWorker:
                     log.error(
                         "inference failed (%d so far): %s", graph.counters.infer_errors, error
                     )
-                frame.tensor = None
+                frame.engine = frame.tensor = None
                 if graph.realtime:
                     continue  # its deadline passes and the presenter shows the live frame
             finally:
@@ -429,7 +373,7 @@ class Graph:
                         error,
                     )
                     forward = not self.realtime  # offline: still show it, raw
-                    item.tensor = None
+                    item.engine = item.tensor = None
                 if forward:
                     outbox.put(item)
         except QueueClosed:
@@ -439,15 +383,20 @@ class Graph:
 
     def _preprocess(self, frame: Frame) -> bool:
         frame.stamp("preprocess_start")
-        frame.tensor = self.engine.upload(frame.image)
+        # Read once: the watchdog may swap self.engine from the presenter thread. The
+        # frame keeps its engine, and only that engine infers and downloads it.
+        engine = self.engine
+        frame.tensor = engine.upload(frame.image)
+        frame.engine = engine
         frame.stamp("preprocess_end")
         return True
 
     def _postprocess(self, frame: Frame) -> bool:
-        if frame.tensor is None:  # offline frame whose inference failed
+        if frame.tensor is None or frame.engine is None:  # offline frame not inferred
             return True
         frame.stamp("postprocess_start")
-        frame.output = self.engine.download(frame.tensor, self.settings.height, self.settings.width)
+        engine, frame.engine = frame.engine, None
+        frame.output = engine.download(frame.tensor, self.settings.height, self.settings.width)
         frame.tensor = None
         frame.stamp("postprocess_end")
         self.counters.processed += 1

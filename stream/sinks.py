@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from smokeclear.errors import UserError
-from smokeclear.stream.mailbox import END_OF_STREAM, BoundedQueue, Overflow
+from smokeclear.stream.queues import END_OF_STREAM, BoundedQueue, Overflow
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class WindowSink:
 
     Args:
         on_key: called with every other key pressed (its code, 0-254), e.g.
-            :meth:`smokeclear.stream.graph.LiveControls.handle_key`. It runs in the
+            :meth:`smokeclear.stream.controls.LiveControls.handle_key`. It runs in the
             display loop: an error in it is logged, never raised.
     """
 

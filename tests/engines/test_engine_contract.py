@@ -13,15 +13,18 @@ import numpy as np
 import pytest
 import torch
 
+from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
 from smokeclear.engines.select import unavailable_reason
 from smokeclear.registry import get_restorer
-from smokeclear.runtime import EngineRequest, create_engine
+from smokeclear.runtime import EngineRequest, create_engine, onnx_model
 
 DESMOKE = get_restorer("desmoke")
 SMOOTH = get_restorer("smooth")
 
 BACKENDS = [
     pytest.param(("onnxruntime", "cpu"), id="onnxruntime-cpu"),
+    # The same restorer exported with the pixel work in the graph (uint8 frames in and out).
+    pytest.param(("onnxruntime-frames", "cpu"), id="onnxruntime-frames-cpu"),
     pytest.param(("torch", "cpu"), id="torch-cpu"),
     pytest.param(
         ("torch", "cuda"),
@@ -61,13 +64,24 @@ def backend(request) -> tuple[str, str]:
     return request.param
 
 
+def engine_for(request: EngineRequest, backend_name: str):
+    if backend_name == "onnxruntime-frames":
+        path = onnx_model(request, frame_io=True)
+        return OnnxRuntimeEngine(path, detail_gain=request.detail_gain)
+    engine, _ = create_engine(request)
+    return engine
+
+
 def make_engine(backend: tuple[str, str], weights: Path, divisor: int = 1):
     name, device = backend
     request = EngineRequest(
-        (DESMOKE,), backend=name, device=device, work_divisor=divisor, weights={"desmoke": weights}
+        (DESMOKE,),
+        backend=name.removesuffix("-frames"),
+        device=device,
+        work_divisor=divisor,
+        weights={"desmoke": weights},
     )
-    engine, _ = create_engine(request)
-    return engine
+    return engine_for(request, name)
 
 
 def scene_frame(width: int, height: int) -> np.ndarray:
@@ -122,9 +136,13 @@ def test_engines_refuse_frames_outside_the_contract(backend, tiny_weights, frame
 def smooth_engine(backend: tuple[str, str], weights: Path, detail_gain: float | None):
     name, device = backend
     request = EngineRequest(
-        (SMOOTH,), backend=name, device=device, weights={"smooth": weights}, detail_gain=detail_gain
+        (SMOOTH,),
+        backend=name.removesuffix("-frames"),
+        device=device,
+        weights={"smooth": weights},
+        detail_gain=detail_gain,
     )
-    engine, _ = create_engine(request)
+    engine = engine_for(request, name)
     engine.start(48, 64)
     return engine
 

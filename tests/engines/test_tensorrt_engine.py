@@ -12,17 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smokeclear.engines.base import EngineError, bgr8_to_nchw
+from smokeclear.engines.base import EngineError, bgr8_into_nchw, bgr8_to_nchw
+from smokeclear.engines.cuda_runtime import PinnedPool, cuda_check, require_cudart
 from smokeclear.engines.select import BACKENDS, choose_backend, unavailable_reason
-from smokeclear.engines.tensorrt_engine import (
-    PinnedPool,
-    TensorRTEngine,
-    bgr8_into,
-    cuda_check,
-    profile_covers,
-    require_cudart,
-    require_tensorrt,
-)
+from smokeclear.engines.tensorrt_engine import TensorRTEngine
+from smokeclear.engines.tensorrt_support import profile_covers, require_tensorrt
 from smokeclear.errors import UserError
 
 
@@ -32,7 +26,8 @@ def test_module_imports_without_tensorrt_cuda_python_or_torch():
         "for name in ('tensorrt', 'cuda', 'cuda.bindings', 'torch'):\n"
         "    sys.modules[name] = None\n"
         "import smokeclear.engines.tensorrt_engine, smokeclear.engines.engine_cache\n"
-        "import smokeclear.export.tensorrt_build\n"
+        "import smokeclear.engines.cuda_runtime, smokeclear.engines.tensorrt_support\n"
+        "import smokeclear.export.tensorrt_build, smokeclear.export.tensorrt_precision\n"
         "print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -109,7 +104,7 @@ def test_bgr8_into_matches_the_shared_conversion(rng, dtype, height, width, mult
     frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     expected = bgr8_to_nchw(frame, multiple)
     out = np.full(expected.shape, -1, dtype)
-    bgr8_into(frame, out)
+    bgr8_into_nchw(frame, out)
     tolerance = 0 if dtype == np.float32 else 1e-3
     np.testing.assert_allclose(out.astype(np.float32), expected, atol=tolerance, rtol=0)
 
@@ -190,9 +185,9 @@ def test_tensorrt_needs_cuda_python_and_a_gpu(monkeypatch):
     monkeypatch.setattr("smokeclear.engines.select.importable", lambda name: importable[name])
     assert "cuda-python" in unavailable_reason("tensorrt")
     importable["cuda.bindings"] = True
-    monkeypatch.setattr("smokeclear.engines.tensorrt_engine.cuda_gpu_count", lambda: 0)
+    monkeypatch.setattr("smokeclear.engines.cuda_runtime.cuda_gpu_count", lambda: 0)
     assert "no CUDA GPU" in unavailable_reason("tensorrt")
-    monkeypatch.setattr("smokeclear.engines.tensorrt_engine.cuda_gpu_count", lambda: 1)
+    monkeypatch.setattr("smokeclear.engines.cuda_runtime.cuda_gpu_count", lambda: 1)
     assert unavailable_reason("tensorrt") is None
 
 
@@ -213,8 +208,9 @@ def test_real_engine_matches_onnxruntime_and_reuses_the_cache(
     tmp_path, rng, monkeypatch, tiny_conv_onnx
 ):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (smokeclear[gpu])")
+    from smokeclear.engines.cuda_runtime import cuda_gpu_count
     from smokeclear.engines.onnxruntime_engine import OnnxRuntimeEngine
-    from smokeclear.engines.tensorrt_engine import CachedPlan, cuda_gpu_count
+    from smokeclear.engines.tensorrt_engine import CachedPlan
     from smokeclear.export.tensorrt_build import build_engine, shape_profile
 
     if cuda_gpu_count() == 0:

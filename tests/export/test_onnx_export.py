@@ -4,8 +4,9 @@ import onnx
 import pytest
 import torch
 
+from smokeclear.engines.device_pixels import PixelIO
 from smokeclear.export.fp16 import parity_inputs
-from smokeclear.export.onnx_export import OPSET, check_parity, export_onnx
+from smokeclear.export.onnx_export import FRAME_MAX_ABS_ERROR, OPSET, check_parity, export_onnx
 from smokeclear.nets.loading import load_restorer
 from smokeclear.nets.smooth import DetailMagnify
 from smokeclear.nets.wrappers import WorkingResolution
@@ -19,6 +20,62 @@ def exported(tiny_weights: Path, tmp_path_factory) -> tuple[torch.nn.Module, Pat
     path = tmp_path_factory.mktemp("onnx") / "desmoke.onnx"
     export_onnx(module, path, {"restorers": "desmoke"})
     return module, path
+
+
+@pytest.fixture(scope="module")
+def exported_frames(exported, tmp_path_factory) -> Path:
+    module, _ = exported
+    path = tmp_path_factory.mktemp("onnx") / "desmoke.frames.onnx"
+    export_onnx(module, path, {"restorers": "desmoke"}, frame_io=True)
+    return path
+
+
+def test_frame_export_takes_and_returns_uint8_frames_of_any_size(exported_frames):
+    model = onnx.load(str(exported_frames))
+    onnx.checker.check_model(model)
+    (frame,), (restored,) = model.graph.input, model.graph.output
+    for value in (frame, restored):
+        tensor_type = value.type.tensor_type
+        assert tensor_type.elem_type == onnx.TensorProto.UINT8, f"{value.name} is uint8"
+        dims = [d.dim_param or d.dim_value for d in tensor_type.shape.dim]
+        assert isinstance(dims[0], str) and isinstance(dims[1], str) and dims[2] == 3, dims
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert metadata["frame_io"] == "bgr8" and metadata["input_multiple"] == "32"
+
+
+def test_frame_export_matches_pytorch_with_the_pixel_work_in_the_graph(exported, exported_frames):
+    module, _ = exported
+    generator = torch.Generator().manual_seed(1)
+    frames = [
+        torch.randint(0, 256, (37, 53, 3), dtype=torch.uint8, generator=generator),
+        torch.randint(0, 256, (64, 33, 3), dtype=torch.uint8, generator=generator),
+    ]
+    report = check_parity(PixelIO(module), exported_frames, frames)
+    assert report.max_abs_error <= FRAME_MAX_ABS_ERROR, f"at most one level: {report}"
+    assert report.psnr_db > 60, str(report)
+
+
+def test_frame_model_converts_to_fp16_with_uint8_io(exported_frames, tmp_path):
+    """The TensorRT path builds from the FP16 copy of the frame model."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from smokeclear.export.fp16 import convert_to_fp16
+
+    fp16_path = tmp_path / "desmoke.frames.fp16.onnx"
+    convert_to_fp16(exported_frames, fp16_path, fp32_scopes=get_restorer("desmoke").fp32_modules)
+    model = onnx.load(str(fp16_path))
+    values = [*model.graph.input, *model.graph.output]
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
+    assert set(types.values()) == {onnx.TensorProto.UINT8}, f"uint8 frames in and out: {types}"
+    frame = np.random.default_rng(2).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    outputs = [
+        ort.InferenceSession(str(path)).run(None, {"frame": frame})[0]
+        for path in (exported_frames, fp16_path)
+    ]
+    assert outputs[1].shape == frame.shape
+    difference = np.abs(outputs[0].astype(int) - outputs[1]).max()
+    assert difference <= 4, f"FP16 within a few levels of FP32, got {difference}"
 
 
 def test_export_declares_dynamic_multiples_and_metadata(exported):

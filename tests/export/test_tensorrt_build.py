@@ -19,11 +19,8 @@ from onnx import helper, numpy_helper
 
 from smokeclear.errors import UserError
 from smokeclear.export.tensorrt_build import (
-    BuildProgress,
-    PrecisionError,
     build_engine,
     build_mode,
-    check_precision,
     format_profile,
     fp16_sibling,
     image_input_name,
@@ -32,10 +29,15 @@ from smokeclear.export.tensorrt_build import (
     onnx_has_fp16,
     parse_frame_size,
     shape_profile,
-    summarise_precisions,
-    tensor_precision,
     tensorrt_major,
 )
+from smokeclear.export.tensorrt_precision import (
+    PrecisionError,
+    check_precision,
+    summarise_precisions,
+    tensor_precision,
+)
+from smokeclear.export.tensorrt_progress import BuildProgress
 
 # --------------------------------------------------------------------------- shape profile
 
@@ -61,6 +63,11 @@ def test_one_size_is_a_fixed_shape_profile():
     profile = shape_profile(["64x48"], 16)
     assert profile[0] == profile[1] == profile[2] == (1, 3, 48, 64)
     assert format_profile(profile) == "min 48x64, opt 48x64, max 48x64"
+
+
+def test_profile_of_a_frame_model_reads_height_and_width_from_hwc_shapes():
+    profile = ((32, 32, 3), (720, 1280, 3), (1080, 1920, 3))
+    assert format_profile(profile) == "min 32x32, opt 720x1280, max 1080x1920"
 
 
 @pytest.mark.parametrize("text", ["1280by720", "x720", "1280x", "-5x10", "8x8", "99999x720"])

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from smokeclear.stream import graph as graph_module
+from smokeclear.stream.controls import LiveControls
 from smokeclear.stream.frame import Mode
-from smokeclear.stream.graph import Graph, GraphSettings, LiveControls
+from smokeclear.stream.graph import Graph, GraphSettings
 from smokeclear.stream.sinks import NullSink, VideoRecorder
 from smokeclear.stream.sources import SourceLost
 from smokeclear.stream.sources.synthetic import SyntheticSource
@@ -360,3 +361,77 @@ def test_an_engine_that_cannot_change_the_gain_keeps_its_own():
     graph.run()
     assert graph.controls.detail_gain == 2.0 and graph.controls.detail_gain_fixed
     assert engine.gains == [2.0], "refused once at the start; later keys change nothing"
+
+
+class TaggingEngine:
+    """Tags every tensor with the engine that made it; breaks down after ``healthy_frames``.
+
+    Args:
+        breakdown: "hang" (``infer`` blocks until ``release`` is set) or "fail" (raises).
+        log: shared list of ``(upload, infer, download)`` engine ids per downloaded frame.
+    """
+
+    def __init__(self, number, breakdown, healthy_frames, release, log):
+        self.name = f"tagging-{number}"
+        self.number = number
+        self.breakdown = breakdown
+        self.healthy_frames = healthy_frames
+        self.release = release
+        self.log = log
+        self.calls = 0
+
+    def start(self, height, width):
+        pass
+
+    def upload(self, frame):
+        return {"upload": self.number, "pixels": frame.copy()}
+
+    def infer(self, tensor):
+        self.calls += 1
+        if self.calls > self.healthy_frames:
+            if self.breakdown == "hang":
+                self.release.wait()
+            raise RuntimeError("simulated inference failure")
+        return {**tensor, "infer": self.number, "pixels": 255 - tensor["pixels"]}
+
+    def download(self, tensor, height, width):
+        self.log.append((tensor["upload"], tensor.get("infer"), self.number))
+        return tensor["pixels"][:height, :width]
+
+    def set_detail_gain(self, gain):
+        return False
+
+    def close(self):
+        pass
+
+
+@pytest.mark.expect_errors
+@pytest.mark.parametrize("breakdown", ["hang", "fail"])
+def test_every_processed_frame_goes_through_one_engine_while_the_watchdog_swaps(breakdown):
+    release, log, made = threading.Event(), [], []
+
+    def factory():
+        made.append(TaggingEngine(len(made) + 1, breakdown, 12, release, log))
+        return made[-1]
+
+    first = TaggingEngine(0, breakdown, 12, release, log)
+    graph, shown = make_graph(first, 240, factory=factory, restart_after_s=0.05)
+    graph._restart_backoff_s = 0.05  # many swaps within the run, not an ever-longer wait
+    original_watchdog = graph._watchdog
+
+    def watchdog_without_backoff(now_ns):
+        original_watchdog(now_ns)
+        graph._restart_backoff_s = 0.05
+
+    graph._watchdog = watchdog_without_backoff
+    try:
+        report = graph.run()
+    finally:
+        release.set()
+    assert report.counters.engine_restarts >= 2, f"the test needs swaps: {report.format()}"
+    mixed = [path for path in log if len(set(path)) != 1]
+    assert not mixed, f"(upload, infer, download) engines differ: {mixed[:5]} ({len(mixed)})"
+    engines_that_processed = {path[0] for path in log}
+    assert len(engines_that_processed) >= 2, "frames processed before and after a swap"
+    assert report.counters.processed == len(log)
+    assert any(mode is Mode.PROCESSED for mode, _ in shown)

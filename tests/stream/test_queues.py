@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from smokeclear.stream.mailbox import END_OF_STREAM, BoundedQueue, Empty, Overflow, QueueClosed
+from smokeclear.stream.queues import END_OF_STREAM, BoundedQueue, Empty, Overflow, QueueClosed
 
 
 def test_drop_oldest_keeps_the_newest_and_counts():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import threading
-import time
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -131,16 +130,6 @@ class BoundedQueue(Generic[T]):
         if self._wakeup is not None:
             self._wakeup.set()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def __len__(self) -> int:
         with self._condition:
             return len(self._items)
-
-
-def wait_until(event: threading.Event, deadline_ns: int) -> bool:
-    """Wait on ``event`` until the monotonic time ``deadline_ns``; True if it was set."""
-    remaining = (deadline_ns - time.monotonic_ns()) / 1e9
-    return event.wait(max(0.0, remaining))
