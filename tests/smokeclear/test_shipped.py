@@ -5,13 +5,14 @@ import torch
 
 from smokeclear.nets.loading import load_restorer, read_weights, weights_metadata
 from smokeclear.registry import REGISTRY, resolve
+from smokeclear.train.recipe import Recipe
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_each_restorer_ships_loadable_fp16_weights(name):
     spec = REGISTRY[name]
     assert spec.default_config.is_file(), f"{name}: missing {spec.default_config}"
-    assert callable(resolve(spec.network)) and callable(resolve(f"{spec.recipe}:train"))
+    assert callable(resolve(spec.network)) and isinstance(resolve(spec.recipe), Recipe)
     tensors, _ = read_weights(spec.weights)
     floats = [t for t in tensors.values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float16 for t in floats), "shipped as FP16"

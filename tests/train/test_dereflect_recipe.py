@@ -19,6 +19,7 @@ from smokeclear.train.dereflect import (
     composition_loss,
     mix_loss,
 )
+from smokeclear.train.driver import real_pairs
 from smokeclear.train.loop import Schedule, fit
 
 TINY_CONFIG = """\
@@ -160,20 +161,20 @@ def write_pairs(root: Path, names=("a.png", "b.png"), size=(40, 32)) -> Path:
 
 
 def test_real_pair_folders_load_and_bad_ones_say_what_is_wrong(tmp_path):
-    pairs = dereflect.load_real_pairs(write_pairs(tmp_path / "ok"))
+    pairs = real_pairs(get_restorer("dereflect"), write_pairs(tmp_path / "ok"))
     assert [name for name, _, _ in pairs] == ["a.png", "b.png"]
     assert pairs[0][1].shape == (32, 40, 3) and pairs[0][1].dtype == np.float32
     (tmp_path / "half" / "blended").mkdir(parents=True)
     with pytest.raises(UserError, match="no transmission/ folder"):
-        dereflect.load_real_pairs(tmp_path / "half")
+        real_pairs(get_restorer("dereflect"), tmp_path / "half")
     write_pairs(tmp_path / "other", names=("a.png",))
     (tmp_path / "other" / "transmission" / "a.png").rename(
         tmp_path / "other" / "transmission" / "z.png"
     )
     with pytest.raises(UserError, match="no matching file names"):
-        dereflect.load_real_pairs(tmp_path / "other")
+        real_pairs(get_restorer("dereflect"), tmp_path / "other")
     with pytest.raises(UserError, match="is not a folder"):
-        dereflect.load_real_pairs(tmp_path / "missing")
+        real_pairs(get_restorer("dereflect"), tmp_path / "missing")
 
 
 def test_train_writes_fp16_weights_that_record_the_perceptual_loss_is_off(tmp_path, caplog):

@@ -14,13 +14,13 @@ from smokeclear.nets.loading import read_weights, save_weights, weights_metadata
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.weak_camera import NO_FAULTS
 from smokeclear.train import data
+from smokeclear.train.driver import real_pairs
 from smokeclear.train.enhance import (
     EVAL_FAULTS,
     EnhanceObjective,
     EnhanceTrainConfig,
     WeakCameraSampler,
     auto_levels,
-    load_real_pairs,
 )
 from smokeclear.train.enhance_losses import color_loss, pixel_loss, tv_loss
 from smokeclear.train.losses import generator_loss
@@ -197,7 +197,7 @@ def write_pairs(root: Path, folders=("iphone", "canon"), names=("0.jpg", "1.jpg"
     [("iphone", "canon"), ("blackberry", "canon"), ("sony", "canon"), ("input", "target")],
 )
 def test_real_pairs_load_from_the_dped_layout(tmp_path, folders):
-    pairs = load_real_pairs(write_pairs(tmp_path / "training_data", folders))
+    pairs = real_pairs(get_restorer("enhance"), write_pairs(tmp_path / "training_data", folders))
     assert [name for name, _, _ in pairs] == ["0.jpg", "1.jpg"]
     _, weak, good = pairs[0]
     assert weak.shape == good.shape == (40, 48, 3)
@@ -207,7 +207,7 @@ def test_real_pairs_load_from_the_dped_layout(tmp_path, folders):
 def test_a_folder_without_a_good_camera_says_so(tmp_path):
     (tmp_path / "half" / "iphone").mkdir(parents=True)
     with pytest.raises(UserError, match="no canon/ folder"):
-        load_real_pairs(tmp_path / "half")
+        real_pairs(get_restorer("enhance"), tmp_path / "half")
 
 
 # --------------------------------------------------------------------------- evaluation

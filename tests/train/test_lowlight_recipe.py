@@ -13,7 +13,8 @@ from smokeclear.nets.loading import read_weights, save_weights, weights_metadata
 from smokeclear.nets.lowlight import LowlightConfig, LowlightNet
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.lowlight import darken
-from smokeclear.train import evaluation, lowlight
+from smokeclear.train import driver, evaluation, lowlight
+from smokeclear.train.driver import real_pairs
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.losses import generator_loss
 from smokeclear.train.lowlight import (
@@ -24,9 +25,7 @@ from smokeclear.train.lowlight import (
     LowlightTrainConfig,
     clahe,
     darken_for_training,
-    format_table,
     gamma_inverse,
-    load_real_pairs,
     perceptual_mse,
 )
 from smokeclear.train.metrics import hsv_mse
@@ -311,7 +310,7 @@ def write_lol(root: Path, folders=("low", "high"), names=("a.png", "b.png"), siz
 
 
 def test_real_pairs_load_from_the_lol_layout(tmp_path):
-    pairs = load_real_pairs(write_lol(tmp_path / "lol"))
+    pairs = real_pairs(get_restorer("lowlight"), write_lol(tmp_path / "lol"))
     assert [name for name, _, _ in pairs] == ["a.png", "b.png"]
     name, low, high = pairs[0]
     assert low.shape == high.shape == (32, 40, 3) and low.dtype == np.float32
@@ -322,23 +321,23 @@ def test_real_pairs_load_from_the_lol_layout(tmp_path):
 
 @pytest.mark.parametrize("folders", [("input", "gt"), ("dark", "normal"), ("low", "target")])
 def test_real_pairs_accept_the_alternative_folder_names(tmp_path, folders):
-    assert len(load_real_pairs(write_lol(tmp_path / "pairs", folders))) == 2
+    assert len(real_pairs(get_restorer("lowlight"), write_lol(tmp_path / "pairs", folders))) == 2
 
 
 def test_bad_real_pair_folders_say_what_is_wrong(tmp_path):
     with pytest.raises(UserError, match="is not a folder"):
-        load_real_pairs(tmp_path / "missing")
+        real_pairs(get_restorer("lowlight"), tmp_path / "missing")
     (tmp_path / "half" / "low").mkdir(parents=True)
     with pytest.raises(UserError, match="no high/ folder"):
-        load_real_pairs(tmp_path / "half")
+        real_pairs(get_restorer("lowlight"), tmp_path / "half")
     write_lol(tmp_path / "other", names=("a.png",))
     (tmp_path / "other" / "high" / "a.png").rename(tmp_path / "other" / "high" / "z.png")
     with pytest.raises(UserError, match="no matching file names"):
-        load_real_pairs(tmp_path / "other")
+        real_pairs(get_restorer("lowlight"), tmp_path / "other")
     write_lol(tmp_path / "sizes", names=("a.png",))
     cv2.imwrite(str(tmp_path / "sizes" / "high" / "a.png"), np.zeros((24, 40, 3), np.uint8))
     with pytest.raises(UserError, match="differ in size"):
-        load_real_pairs(tmp_path / "sizes")
+        real_pairs(get_restorer("lowlight"), tmp_path / "sizes")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -384,7 +383,7 @@ def test_format_table_has_a_block_per_set_and_a_row_per_method(rng):
     ]
     assert set(rows[0].scores["input"]) == set(METRICS)
     assert rows[0].scores["gamma inverse"]["psnr"][0] > rows[0].scores["input"]["psnr"][0]
-    table = format_table(rows)
+    table = driver.format_table(get_restorer("lowlight"), rows)
     lines = table.splitlines()
     assert "paper protocol (2 images)" in lines and "by hand (1 images)" in lines
     headers = [line for line in lines if line.startswith("| method |")]

@@ -12,17 +12,16 @@ from smokeclear.errors import UserError
 from smokeclear.nets.loading import read_weights, weights_metadata
 from smokeclear.nets.smooth import PAPER_DILATIONS, SmoothConfig, SmoothNet
 from smokeclear.registry import get_restorer
-from smokeclear.train import data
+from smokeclear.train import data, driver
+from smokeclear.train.options import TrainOptions
 from smokeclear.train.smooth import (
     EnergyObjective,
     FrameSampler,
     SmoothingMetrics,
     SmoothTrainConfig,
-    TrainOptions,
     adam_minimiser,
     bilateral,
     energy_validation,
-    train,
 )
 from smokeclear.train.smooth_energy import EnergyConfig, edge_map_of, energy
 
@@ -241,7 +240,7 @@ def test_train_writes_fp16_weights_with_the_validation_energy(tmp_path):
     options = TrainOptions(
         out_dir=out, max_epochs=1, steps_per_epoch=2, config_path=config_path, progress=False
     )
-    result = train(options)
+    result = driver.train(get_restorer("smooth"), options)
     weights = out / "smooth.safetensors"
     assert weights.is_file(), "expected out_dir/smooth.safetensors"
     metadata = weights_metadata(weights)
