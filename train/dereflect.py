@@ -120,18 +120,16 @@ def scene_highlight_pair(
 class ReflectionSampler:
     """Draws training batches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
-    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    frames: TrainingFrames
     config: DereflectTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def synthetic(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """One ``(blended, transmission, reflection, alpha)`` patch triple and its alpha."""
         rng, size = self.rng, self.config.patch_size
-        use_scene = not self.photos or rng.random() < self.config.scene_fraction
+        use_scene = not self.frames.photos or rng.random() < self.config.scene_fraction
         if use_scene:
-            scene = self.scenes[int(rng.integers(len(self.scenes)))]
+            scene = self.frames.scenes[int(rng.integers(len(self.frames.scenes)))]
             index = int(rng.integers(0, 20 * 60 * 30))
             if rng.random() < self.config.scene_highlight_fraction:
                 blended, transmission, reflection, alpha = scene_highlight_pair(scene, index)
@@ -139,21 +137,23 @@ class ReflectionSampler:
                 return (*crops, alpha)
             clean = data.bgr8_to_rgb(scene.render(index, highlights=False).clean)
         else:
-            clean = self.photos[int(rng.integers(len(self.photos)))]
+            clean = self.frames.photos[int(rng.integers(len(self.frames.photos)))]
         (transmission,) = data.random_crop((clean,), size, rng)
         (source,) = data.random_crop((self._any_clean(),), size, rng)
         pair = synthesize(np.ascontiguousarray(transmission), rng, reflection_source=source)
         return pair.blended, pair.transmission, pair.reflection, pair.alpha
 
     def _any_clean(self) -> np.ndarray:
-        if self.photos and self.rng.random() < 0.5:
-            return self.photos[int(self.rng.integers(len(self.photos)))]
-        scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
+        if self.frames.photos and self.rng.random() < 0.5:
+            return self.frames.photos[int(self.rng.integers(len(self.frames.photos)))]
+        scene = self.frames.scenes[int(self.rng.integers(len(self.frames.scenes)))]
         return data.bgr8_to_rgb(scene.render(int(self.rng.integers(0, 36000))).clean)
 
     def batch(self, size: int) -> ReflectionBatch:
-        if self.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
+        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = data.random_pair_crops(
+                self.frames.real_pairs, self.config.patch_size, size, self.rng
+            )
             blended, transmission = (_stack([p[k] for p in pairs]) for k in (0, 1))
             return ReflectionBatch(blended, transmission, None, None)
         triples = [self.synthetic() for _ in range(size)]
@@ -312,12 +312,6 @@ def multiscale_perceptual_loss(
     return total
 
 
-def _sampler(
-    frames: TrainingFrames, config: DereflectTrainConfig, rng: np.random.Generator
-) -> ReflectionSampler:
-    return ReflectionSampler(frames.photos, frames.scenes, frames.real_pairs, config, rng)
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -336,11 +330,12 @@ def inpaint_highlights(image: np.ndarray) -> np.ndarray:
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out synthetic reflections, the scene's highlights, and any real pairs."""
     options = run.options
-    methods = {
-        "input": lambda blended: blended,
-        "inpaint": inpaint_highlights,
-        run.name: evaluation.network_method(run.model),
-    }
+    methods = run.methods(
+        {
+            "input": lambda blended: blended,
+            "inpaint": inpaint_highlights,
+        }
+    )
     scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
     cleans = evaluation.held_out_cleans(options, highlights=False)
     synthetic = []
@@ -363,7 +358,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
 
 RECIPE = Recipe(
     train_config=DereflectTrainConfig,
-    sampler=_sampler,
+    sampler=ReflectionSampler,
     describe=lambda network: f"width {network.width}, {network.iterations} iterations",
     data_recipe=lambda config: {
         "reflection": "Eq. 6 with gamma 2.2, alpha U(0.8, 1): specular blobs and streaks, "
@@ -379,7 +374,7 @@ RECIPE = Recipe(
     perceptual=Perceptual(
         "vgg19", VGG_LAYERS, "the paper's VGG-19 term (lambda 0.2)", "perceptual_weight"
     ),
-    tiny_network={"width": 2, "se_blocks": 1},
+    tiny_network={"width": 2, "se_blocks": 1, "iterations": 2},
     tiny_train={
         "patch_size": 32,
         "batch_size": 2,

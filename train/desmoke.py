@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -54,28 +53,26 @@ class DesmokeTrainConfig:
 class PairSampler:
     """Draws (smoky, clean) training patches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
-    patch_size: int
-    scene_fraction: float
+    frames: TrainingFrames
+    config: DesmokeTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def pair(self) -> tuple[np.ndarray, np.ndarray]:
         """One ``(patch, patch, 3)`` float32 RGB pair in [0, 1]."""
         rng = self.rng
-        if not self.photos or rng.random() < self.scene_fraction:
-            scene = self.scenes[int(rng.integers(len(self.scenes)))]
+        if not self.frames.photos or rng.random() < self.config.scene_fraction:
+            scene = self.frames.scenes[int(rng.integers(len(self.frames.scenes)))]
             frame = scene.render(int(rng.integers(0, 20 * 60 * 30)))
             smoky, clean = data.random_crop(
                 (data.bgr8_to_rgb(frame.smoky), data.bgr8_to_rgb(frame.clean)),
-                self.patch_size,
+                self.config.patch_size,
                 rng,
             )
             if rng.random() < 0.5:  # clouds over the plumes: denser, more varied smoke
                 smoky = self._clouds(smoky)
         else:
-            photo = self.photos[int(rng.integers(len(self.photos)))]
-            (clean,) = data.random_crop((photo,), self.patch_size, rng)
+            photo = self.frames.photos[int(rng.integers(len(self.frames.photos)))]
+            (clean,) = data.random_crop((photo,), self.config.patch_size, rng)
             smoky = self._clouds(clean)
         if rng.random() < 0.5:
             smoky, clean = smoky[:, ::-1], clean[:, ::-1]
@@ -95,21 +92,18 @@ class PairSampler:
         return composite_smoke(image, density, random_smoke_colour(rng))
 
 
-def _sampler(frames: TrainingFrames, config: DesmokeTrainConfig, rng: np.random.Generator):
-    return PairSampler(frames.photos, frames.scenes, config.patch_size, config.scene_fraction, rng)
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """The paper's Table 1 on our held-out data, plus a row for the scene's plumes."""
     options = run.options
-    methods = {
-        "smoky input": lambda smoky: smoky,
-        "DCP": dehaze_dcp,
-        run.name: evaluation.network_method(run.model),
-    }
+    methods = run.methods(
+        {
+            "smoky input": lambda smoky: smoky,
+            "DCP": dehaze_dcp,
+        }
+    )
     images = evaluation.held_out_cleans(options)
     sets = []
     for level_index, (level, opacity) in enumerate(DENSITY_OPACITY.items()):
@@ -134,7 +128,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
 
 RECIPE = Recipe(
     train_config=DesmokeTrainConfig,
-    sampler=_sampler,
+    sampler=PairSampler,
     describe=lambda network: f"width {network.width}",
     data_recipe=lambda config: {
         "smoke": "scattering composite I = J(1-d) + A d; scene plumes and fractal "

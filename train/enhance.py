@@ -102,24 +102,24 @@ class EnhanceTrainConfig:
 class WeakCameraSampler:
     """Draws ``(weak, clean)`` training batches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
-    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    frames: TrainingFrames
     config: EnhanceTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def synthetic_pair(self) -> tuple[np.ndarray, np.ndarray]:
         config, rng = self.config, self.rng
         clean = data.clean_patch(
-            self.photos, self.scenes, config.patch_size, config.scene_fraction, rng
+            self.frames.photos, self.frames.scenes, config.patch_size, config.scene_fraction, rng
         )
         faults = NO_FAULTS if rng.random() < config.identity_fraction else config.faults
         return degrade(clean, rng, faults), clean
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(weak, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
-        if self.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
+        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = data.random_pair_crops(
+                self.frames.real_pairs, self.config.patch_size, size, self.rng
+            )
         else:
             pairs = [self.synthetic_pair() for _ in range(size)]
         return data.oriented_pair_batch(pairs, self.rng)
@@ -176,12 +176,6 @@ class EnhanceObjective(AdversarialObjective):
         return sum(self.weights[name] * value for name, value in terms.items())
 
 
-def _sampler(
-    frames: TrainingFrames, config: EnhanceTrainConfig, rng: np.random.Generator
-) -> WeakCameraSampler:
-    return WeakCameraSampler(frames.photos, frames.scenes, frames.real_pairs, config, rng)
-
-
 def _data_recipe(config: EnhanceTrainConfig) -> dict[str, Any]:
     return {
         "degradation": "synthetic weak camera (smokeclear.synthetic.weak_camera): blur, "
@@ -230,11 +224,12 @@ EVAL_FAULTS: dict[str, WeakCameraFaults] = {
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out frames through the weak camera (all faults, each alone), and any real pairs."""
     options = run.options
-    methods = {
-        "input": lambda weak: weak,
-        "auto levels": auto_levels,
-        run.name: evaluation.network_method(run.model),
-    }
+    methods = run.methods(
+        {
+            "input": lambda weak: weak,
+            "auto levels": auto_levels,
+        }
+    )
     cleans = evaluation.held_out_cleans(options)
     sets = []
     for set_index, (label, faults) in enumerate(EVAL_FAULTS.items()):
@@ -250,7 +245,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
 
 RECIPE = Recipe(
     train_config=EnhanceTrainConfig,
-    sampler=_sampler,
+    sampler=WeakCameraSampler,
     describe=lambda network: f"width {network.width}, {network.blocks} blocks",
     data_recipe=_data_recipe,
     loss=_loss,

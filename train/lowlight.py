@@ -134,22 +134,26 @@ def darken_for_training(
 class DarkSampler:
     """Draws ``(dark, clean)`` training batches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
-    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    frames: TrainingFrames
     config: LowlightTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def clean_patch(self) -> np.ndarray:
         config = self.config
         return data.clean_patch(
-            self.photos, self.scenes, config.patch_size, config.scene_fraction, self.rng
+            self.frames.photos,
+            self.frames.scenes,
+            config.patch_size,
+            config.scene_fraction,
+            self.rng,
         )
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
-        if self.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
+        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = data.random_pair_crops(
+                self.frames.real_pairs, self.config.patch_size, size, self.rng
+            )
         else:
             cleans = [self.clean_patch() for _ in range(size)]
             pairs = [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
@@ -242,12 +246,6 @@ class LowlightObjective(AdversarialObjective):
         return generator_loss(self.adversary.judge(output))
 
 
-def _sampler(
-    frames: TrainingFrames, config: LowlightTrainConfig, rng: np.random.Generator
-) -> DarkSampler:
-    return DarkSampler(frames.photos, frames.scenes, frames.real_pairs, config, rng)
-
-
 def _data_recipe(config: LowlightTrainConfig) -> dict[str, Any]:
     return {
         "darkening": f"clean ** gamma, gamma U{tuple(config.gamma_range)} (paper); "
@@ -296,12 +294,13 @@ METRICS: dict[str, evaluation.Metric] = {
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """The paper's protocol and dark cavities on held-out frames, and any real pairs."""
     options = run.options
-    methods = {
-        "input": lambda dark: dark,
-        "gamma inverse": gamma_inverse,
-        "CLAHE": clahe,
-        run.name: evaluation.network_method(run.model),
-    }
+    methods = run.methods(
+        {
+            "input": lambda dark: dark,
+            "gamma inverse": gamma_inverse,
+            "CLAHE": clahe,
+        }
+    )
     protocol, cavities = [], []
     for index, clean in enumerate(evaluation.held_out_cleans(options)):
         rng = np.random.default_rng([17, index])
@@ -320,7 +319,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
 
 RECIPE = Recipe(
     train_config=LowlightTrainConfig,
-    sampler=_sampler,
+    sampler=DarkSampler,
     describe=lambda network: (
         f"width {network.width}, edge width {network.edge_width}, "
         f"{network.rnn_channels} RNN channels"
@@ -334,11 +333,12 @@ RECIPE = Recipe(
     ),
     tiny_network={"width": 2, "edge_width": 2, "scale_channels": 1},
     tiny_train={
-        "patch_size": 32,
+        "patch_size": 128,  # the Table I discriminator's smallest input
         "batch_size": 2,
         "steps_per_epoch": 1,
         "max_epochs": 1,
         "validation_size": 2,
-        "adversarial_weight": 0.0,
+        "adversarial_weight": 0.001,
+        "discriminator_width": 2,
     },
 )

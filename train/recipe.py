@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from torch import nn
 
-from smokeclear.train.evaluation import EvalRow
+from smokeclear.train.evaluation import EvalRow, Method, network_method
 from smokeclear.train.loop import Batch, Objective, Validation
 from smokeclear.train.options import EvalOptions
 
@@ -68,6 +68,10 @@ class EvalRun:
     config: Any  # the recipe's train config from the restorer's default YAML
     options: EvalOptions
     real_pairs: list[tuple[str, Cases]]  # ("real pairs: FOLDER", cases) per --pairs-dir
+
+    def methods(self, baselines: dict[str, Method]) -> dict[str, Method]:
+        """The degraded input and classical ``baselines``, then the network under its name."""
+        return {**baselines, self.name: network_method(self.model)}
 
 
 def pair_validation(batch: Any, config: Any) -> Batch:

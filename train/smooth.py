@@ -90,15 +90,14 @@ class SmoothTrainConfig:
 class FrameSampler:
     """Draws ``(image, edge_map)`` training batches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
+    frames: TrainingFrames
     config: SmoothTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def patch(self) -> np.ndarray:
         rng, config = self.rng, self.config
         patch = data.clean_patch(
-            self.photos, self.scenes, config.patch_size, config.scene_fraction, rng
+            self.frames.photos, self.frames.scenes, config.patch_size, config.scene_fraction, rng
         )
         patch = np.rot90(patch, int(rng.integers(0, 4)))
         if rng.random() < 0.5:
@@ -161,12 +160,6 @@ def energy_validation(batch: tuple[torch.Tensor, torch.Tensor], config: EnergyCo
         return -float(np.mean(totals))
 
     return Validation("val_neg_energy", "-energy", "", score)
-
-
-def _sampler(
-    frames: TrainingFrames, config: SmoothTrainConfig, rng: np.random.Generator
-) -> FrameSampler:
-    return FrameSampler(frames.photos, frames.scenes, config, rng)
 
 
 def _data_recipe(config: SmoothTrainConfig) -> dict[str, Any]:
@@ -386,7 +379,7 @@ def _even(image: np.ndarray) -> np.ndarray:
 
 RECIPE = Recipe(
     train_config=SmoothTrainConfig,
-    sampler=_sampler,
+    sampler=FrameSampler,
     describe=lambda network: f"width {network.width}, dilations {list(network.dilations)}",
     data_recipe=_data_recipe,
     loss=lambda config, objective: "E_d + lambda_f E_f + lambda_e E_e (paper Eq. 1), 8-bit units",
