@@ -1,0 +1,57 @@
+"""Text -> value for the options several commands share (sizes, work scales, weights,
+comma lists). Torch-free: bench and the engines read them too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smokeclear.errors import UserError
+
+WORK_SCALES = {"1": 1, "1.0": 1, "0.5": 2, "0.25": 4}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> ``(1280, 720)``."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise UserError(f"bad --size {text!r}", "Use WIDTHxHEIGHT, e.g. --size 1280x720.")
+    size = int(width), int(height)
+    if min(size) < 16 or max(size) > 8192:
+        raise UserError(f"--size {text} is out of range", "Use a size between 16x16 and 8192x8192.")
+    return size
+
+
+def parse_work_scale(text: str) -> int:
+    if text not in WORK_SCALES:
+        raise UserError(f"bad --work-scale {text!r}", "Use 1, 0.5 or 0.25.")
+    return WORK_SCALES[text]
+
+
+def parse_weights(entries: list[str], restorers: list[str]) -> dict[str, Path]:
+    """``--weights PATH`` (one restorer) or ``--weights NAME=PATH`` (chains)."""
+    weights: dict[str, Path] = {}
+    for entry in entries:
+        name, sep, path = entry.partition("=")
+        if not sep:
+            if len(restorers) != 1:
+                raise UserError(
+                    f"--weights {entry} is ambiguous for a chain",
+                    "Use --weights NAME=PATH for each restorer.",
+                )
+            name, path = restorers[0], entry
+        if name not in restorers:
+            raise UserError(
+                f"--weights given for {name}, which is not in --restorer",
+                f"Use one of: {', '.join(restorers)}.",
+            )
+        weights[name] = Path(path)
+    return weights
+
+
+def _comma_list(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not items:
+        raise UserError(f"empty list {text!r}", "Give comma-separated values.")
+    return items

@@ -1,0 +1,35 @@
+"""``smokeclear restore``: an image, a folder of images or a video, offline, every frame."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from smokeclear.cli.options import detail_gain_option, engine_options, engine_request
+
+
+def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
+    gain = detail_gain_option(
+        ", fixed for every frame (live, in the window of `smokeclear run`, [ and ] change it)"
+    )
+    restore = commands.add_parser(
+        "restore",
+        parents=[engine_options(), gain, verbose],
+        help="restore an image, a folder of images or a video file, offline, every frame",
+    )
+    restore.add_argument("input", type=Path)
+    restore.add_argument(
+        "output",
+        type=Path,
+        help=".png/.tif for an image, a folder for a folder, a video file "
+        "(.mp4, .avi, .mkv, .mov) for a video",
+    )
+
+
+def command_restore(args: argparse.Namespace) -> int:
+    from smokeclear.restore import restore
+    from smokeclear.stream.live import device_defaults
+
+    defaults = device_defaults(args.backend, args.device)
+    restore(args.input, args.output, engine_request(args, defaults))
+    return 0

@@ -1,0 +1,86 @@
+"""``smokeclear [run]``: the live, restored view of a source (the default command)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from smokeclear.cli.options import detail_gain_option, engine_options, engine_request
+from smokeclear.cli.parsing import parse_size
+from smokeclear.stream.live import DISPLAYS, VIEWS
+
+
+def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[engine_options(), _detail_gain(), verbose],
+        help="live restored view of a camera, stream or file (the default command)",
+    )
+    run.add_argument(
+        "--source",
+        default="synthetic",
+        help="synthetic[:SEED] (default), /dev/videoN, a camera index, a video "
+        "file, an image folder, or an rtsp:// / http(s):// URL",
+    )
+    run.add_argument(
+        "--fps",
+        type=float,
+        help="frame-rate budget (default: 60 on a GPU, 15 on the CPU, or the camera's rate)",
+    )
+    run.add_argument(
+        "--budget-ms", type=float, help="capture-to-display deadline (default: one frame period)"
+    )
+    run.add_argument(
+        "--size",
+        help="output WIDTHxHEIGHT (default: 1280x720 on a GPU, 640x360 "
+        "on the CPU for the synthetic scene; the source's own size otherwise)",
+    )
+    run.add_argument(
+        "--display",
+        choices=DISPLAYS,
+        default="auto",
+        help="auto: a window when a desktop is available",
+    )
+    run.add_argument("--view", choices=VIEWS, default="processed")
+    run.add_argument("--record", type=Path, help="record the shown view to this video file")
+    run.add_argument("--max-frames", type=int, help="stop after this many captured frames")
+    run.add_argument(
+        "--camera-format",
+        choices=("MJPG", "YUYV", "NV12"),
+        help="capture format to ask a camera for",
+    )
+    run.add_argument("--json", type=Path, help="also write the run report as JSON here")
+
+
+def _detail_gain() -> argparse.ArgumentParser:
+    return detail_gain_option(
+        " (1 shows the frame, above 1 sharpens); in the window, [ and ] change K live by 0.5"
+    )
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from smokeclear.stream.live import LiveSettings, bypass_hint, device_defaults, run_live
+
+    defaults = device_defaults(args.backend, args.device)
+    size = parse_size(args.size) if args.size else None
+    settings = LiveSettings(
+        source=args.source,
+        request=engine_request(args, defaults),
+        defaults=defaults,
+        size=size,
+        fps=args.fps,
+        budget_ms=args.budget_ms,
+        display=args.display,
+        view=args.view,
+        record=args.record,
+        max_frames=args.max_frames,
+    )
+    report = run_live(settings)
+    print(report.format())
+    hint = bypass_hint(report)
+    if hint:
+        print(f"hint: {hint}")
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
