@@ -18,23 +18,59 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
+class PaperFigure:
+    """A speed the paper of a restorer publishes, for reference at the same size."""
+
+    restorer: str
+    paper: str  # the paper's file name in shared/papers/, without .txt
+    width: int
+    height: int
+    seconds: float  # per frame
+    hardware: str
+    where: str  # where in the paper, and what it says
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.seconds
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """How a folder of real training pairs is laid out: two sub-folders of images
+    with matching file names; each tuple lists the accepted folder names."""
+
+    degraded: tuple[str, ...]
+    clean: tuple[str, ...]
+
+    def describe(self) -> str:
+        """e.g. ``"blended/ + transmission/"``."""
+        return f"{self.degraded[0]}/ + {self.clean[0]}/"
+
+
+@dataclass(frozen=True)
 class RestorerSpec:
     """What the rest of the program needs to know about one restorer.
 
     Input contract for every restorer: RGB float in [0, 1], NCHW, H and W padded
-    by the runtime to a multiple the network reports (``input_multiple``).
+    by the runtime to a multiple of the network's ``input_multiple``.
     """
 
     name: str
-    summary: str
-    paper: str
+    summary: str  # one line for the CLI's help
     network: str  # "module:Class" of the torch nn.Module
     network_config: str  # "module:Class" of its frozen config dataclass
     default_config: Path  # YAML with `network:` and `train:` sections
     weights: Path  # shipped FP16 safetensors
-    recipe: str  # module with the training data, loss and evaluation of this restorer
+    recipe: str  # "module:Name" of its train.recipe.Recipe (data, loss, validation, eval)
+    input_multiple: int  # H and W multiple the shipped network needs
+    pairs: PairLayout | None = None  # real training pairs it reads (--pairs-dir); None: none
     # Module-name prefixes kept in FP32 in FP16 engines (normalisation, guided filters).
     fp32_modules: tuple[str, ...] = ()
+    # "module:Class" of the stage ``--detail-gain`` wraps the network in,
+    # ``Class(network, gain)``; None: the restorer has no detail mode.
+    detail_stage: str | None = None
+    fold_batchnorm: bool = False  # deploy with batch norms folded into the convolutions
+    paper_figures: tuple[PaperFigure, ...] = ()
 
 
 REGISTRY: dict[str, RestorerSpec] = {}
@@ -46,17 +82,46 @@ def register(spec: RestorerSpec) -> None:
     REGISTRY[spec.name] = spec
 
 
+def unregister(name: str) -> RestorerSpec:
+    """Remove one entry (tests that register a restorer of their own)."""
+    return REGISTRY.pop(name)
+
+
+def _package(kind: str, name: str) -> Path:
+    return PACKAGE_DIR / kind / (f"{name}.yaml" if kind == "configs" else f"{name}.safetensors")
+
+
 register(
     RestorerSpec(
         name="desmoke",
         summary="removes surgical smoke (Laplacian-pyramid U-Net)",
-        paper="desmoke-laplacian-pyramid-unet",
         network="smokeclear.nets.desmoke:DesmokeNet",
         network_config="smokeclear.nets.desmoke:DesmokeConfig",
-        default_config=PACKAGE_DIR / "configs" / "desmoke.yaml",
-        weights=PACKAGE_DIR / "weights" / "desmoke.safetensors",
-        recipe="smokeclear.train.desmoke",
+        default_config=_package("configs", "desmoke"),
+        weights=_package("weights", "desmoke"),
+        recipe="smokeclear.train.desmoke:RECIPE",
+        input_multiple=32,
         fp32_modules=("pyramid", "guided_filter"),
+        paper_figures=(
+            PaperFigure(
+                "desmoke",
+                "desmoke-laplacian-pyramid-unet",
+                512,
+                512,
+                0.038,
+                "the authors' training machine (NVIDIA Titan X 12 GB), TensorFlow/Keras",
+                "abstract and Sec. 4.3.3: 26 fps, 0.038 s per frame",
+            ),
+            PaperFigure(
+                "desmoke",
+                "desmoke-laplacian-pyramid-unet",
+                512,
+                512,
+                0.0689,
+                "NVIDIA GeForce GTX 980, Windows, Python",
+                "Table 2: 0.0689 s per image, mean over 300 real smoke images",
+            ),
+        ),
     )
 )
 
@@ -64,26 +129,51 @@ register(
     RestorerSpec(
         name="dereflect",
         summary="removes specular highlights and reflections (location-aware recurrent net)",
-        paper="dereflect-location-aware-sirr",
         network="smokeclear.nets.dereflect:DereflectNet",
         network_config="smokeclear.nets.dereflect:DereflectConfig",
-        default_config=PACKAGE_DIR / "configs" / "dereflect.yaml",
-        weights=PACKAGE_DIR / "weights" / "dereflect.safetensors",
-        recipe="smokeclear.train.dereflect",
+        default_config=_package("configs", "dereflect"),
+        weights=_package("weights", "dereflect"),
+        recipe="smokeclear.train.dereflect:RECIPE",
+        input_multiple=8,
+        pairs=PairLayout(degraded=("blended", "blend", "I"), clean=("transmission", "T", "gt")),
+        paper_figures=(
+            PaperFigure(
+                "dereflect",
+                "dereflect-location-aware-sirr",
+                400,
+                540,
+                0.068,
+                "NVIDIA GeForce RTX 2080 Ti, PyTorch",
+                "Sec. 5: about 0.068 s for a 400×540 image (order of the sides as printed)",
+            ),
+        ),
     )
 )
-
 
 register(
     RestorerSpec(
         name="lowlight",
         summary="brightens dark cavities without colour shift (hybrid net, spatially variant RNN)",
-        paper="lowlight-hybrid-spatial-rnn",
         network="smokeclear.nets.lowlight:LowlightNet",
         network_config="smokeclear.nets.lowlight:LowlightConfig",
-        default_config=PACKAGE_DIR / "configs" / "lowlight.yaml",
-        weights=PACKAGE_DIR / "weights" / "lowlight.safetensors",
-        recipe="smokeclear.train.lowlight",
+        default_config=_package("configs", "lowlight"),
+        weights=_package("weights", "lowlight"),
+        recipe="smokeclear.train.lowlight:RECIPE",
+        input_multiple=8,
+        pairs=PairLayout(
+            degraded=("low", "input", "dark"), clean=("high", "normal", "gt", "target")
+        ),
+        paper_figures=(
+            PaperFigure(
+                "lowlight",
+                "lowlight-hybrid-spatial-rnn",
+                512,
+                512,
+                0.32,
+                "NVIDIA K80, Caffe",
+                "Table V: 0.32 s at 512×512 on the GPU",
+            ),
+        ),
     )
 )
 
@@ -92,12 +182,25 @@ register(
         name="smooth",
         summary="flattens noise and fine clutter, keeps vessels and tissue edges; "
         "or magnifies detail (unsupervised edge-preserving smoothing)",
-        paper="smooth-unsupervised-edge-preserving",
         network="smokeclear.nets.smooth:SmoothNet",
         network_config="smokeclear.nets.smooth:SmoothConfig",
-        default_config=PACKAGE_DIR / "configs" / "smooth.yaml",
-        weights=PACKAGE_DIR / "weights" / "smooth.safetensors",
-        recipe="smokeclear.train.smooth",
+        default_config=_package("configs", "smooth"),
+        weights=_package("weights", "smooth"),
+        recipe="smokeclear.train.smooth:RECIPE",
+        input_multiple=2,
+        detail_stage="smokeclear.nets.smooth:DetailMagnify",
+        fold_batchnorm=True,
+        paper_figures=(
+            PaperFigure(
+                "smooth",
+                "smooth-unsupervised-edge-preserving",
+                1280,
+                720,
+                0.005,
+                "'a modern GPU' (trained on a GeForce 1080), Torch",
+                "Sec. 1 and Table 1: 5 ms for 1280×720",
+            ),
+        ),
     )
 )
 
@@ -105,14 +208,25 @@ register(
     RestorerSpec(
         name="enhance",
         summary="restores colour, contrast and sharpness of a weak camera (DPED residual net)",
-        paper="enhance-dped-residual",
         network="smokeclear.nets.enhance:EnhanceNet",
         network_config="smokeclear.nets.enhance:EnhanceConfig",
-        default_config=PACKAGE_DIR / "configs" / "enhance.yaml",
-        weights=PACKAGE_DIR / "weights" / "enhance.safetensors",
-        recipe="smokeclear.train.enhance",
+        default_config=_package("configs", "enhance"),
+        weights=_package("weights", "enhance"),
+        recipe="smokeclear.train.enhance:RECIPE",
+        input_multiple=1,
+        pairs=PairLayout(
+            degraded=("iphone", "blackberry", "sony", "phone", "input"),
+            clean=("canon", "dslr", "target"),
+        ),
     )
 )
+
+
+def pair_layouts_help() -> str:
+    """``"blended/ + transmission/ (dereflect), ..."`` for the --pairs-dir help."""
+    return ", ".join(
+        f"{spec.pairs.describe()} ({spec.name})" for spec in REGISTRY.values() if spec.pairs
+    )
 
 
 def get_restorer(name: str) -> RestorerSpec:
@@ -122,7 +236,9 @@ def get_restorer(name: str) -> RestorerSpec:
     except KeyError:
         raise UserError(
             f"unknown restorer {name!r}",
-            f"Choose one of: {', '.join(sorted(REGISTRY))}.",
+            "Choose one of: "
+            + "; ".join(f"{spec.name} ({spec.summary})" for spec in REGISTRY.values())
+            + ".",
         ) from None
 
 

@@ -62,45 +62,40 @@ def weights_path(request: EngineRequest, spec: RestorerSpec) -> Path:
     return request.weights.get(spec.name, spec.weights)
 
 
-#: The restorer whose output ``--detail-gain`` turns into detail magnification.
-DETAIL_RESTORER = "smooth"
-
-
 def check_detail_gain(request: EngineRequest) -> None:
-    """UserError unless ``request.detail_gain`` is None, or >= 0 with a smooth restorer."""
+    """UserError unless ``request.detail_gain`` is None, or >= 0 with a restorer that
+    has a detail stage."""
     gain = request.detail_gain
     if gain is None:
         return
     if not (math.isfinite(gain) and gain >= 0):
         raise UserError(f"--detail-gain {gain} is not allowed", "Use a gain >= 0, e.g. 2.")
-    if not any(spec.name == DETAIL_RESTORER for spec in request.restorers):
+    if not any(spec.detail_stage for spec in request.restorers):
+        from smokeclear.registry import REGISTRY
+
+        with_detail = [spec.name for spec in REGISTRY.values() if spec.detail_stage]
         raise UserError(
-            f"--detail-gain needs the {DETAIL_RESTORER} restorer, and --restorer is "
-            f"{request.label}",
-            f"Add it to --restorer, e.g. --restorer {DETAIL_RESTORER}.",
+            f"--detail-gain needs the {' or '.join(with_detail)} restorer, "
+            f"and --restorer is {request.label}",
+            f"Add it to --restorer, e.g. --restorer {with_detail[0]}.",
         )
 
 
 def build_chain(request: EngineRequest):
     """The torch module for the request: restorers in order, at the working resolution.
 
-    Deployment form: every member in eval mode with its batch norms folded into
-    the convolutions; in detail mode each smooth member is wrapped in
-    :class:`~smokeclear.nets.smooth.DetailMagnify` at ``request.detail_gain``.
+    Deployment form of every member (:func:`~smokeclear.nets.loading.deployment_module`):
+    eval mode, batch norms folded where its spec says so, and in detail mode wrapped
+    in its spec's detail stage at ``request.detail_gain``.
     """
-    from smokeclear.nets.loading import load_restorer
-    from smokeclear.nets.smooth import DetailMagnify
+    from smokeclear.nets.loading import deployment_module
     from smokeclear.nets.wrappers import RestorerChain, WorkingResolution
 
     check_detail_gain(request)
-    members = []
-    for spec in request.restorers:
-        member = load_restorer(spec, weights_path(request, spec)).eval()
-        if hasattr(member, "fold_batchnorm"):
-            member = member.fold_batchnorm()
-        if request.detail_gain is not None and spec.name == DETAIL_RESTORER:
-            member = DetailMagnify(member, request.detail_gain)
-        members.append(member)
+    members = [
+        deployment_module(spec, weights_path(request, spec), request.detail_gain)
+        for spec in request.restorers
+    ]
     chain = members[0] if len(members) == 1 else RestorerChain(members)
     return WorkingResolution(chain, request.work_divisor).eval()
 

@@ -42,95 +42,139 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+def save_tiny_weights(name: str, path: Path, init=None) -> Path:
+    """The recipe's tiny network of restorer ``name`` (``Recipe.tiny_network``), seeded
+    random weights, real batch-norm statistics where it has batch norms, saved to ``path``.
+
+    ``init(net)`` may change the fresh network first.
+    """
+    import torch
+
+    from smokeclear.config import from_mapping
+    from smokeclear.nets.loading import build_network, save_weights
+    from smokeclear.registry import get_restorer, resolve
+    from smokeclear.train.driver import recipe_of
+
+    spec = get_restorer(name)
+    config = from_mapping(resolve(spec.network_config), recipe_of(spec).tiny_network, name)
+    torch.manual_seed(0)
+    net = build_network(spec, config)
+    if init is not None:
+        init(net)
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        net.train()
+        with torch.no_grad():  # give BatchNorm real running statistics
+            for _ in range(3):
+                net(torch.rand(2, 3, 64, 64))
+    save_weights(net.eval(), path, spec, {"purpose": "tests"})
+    return path
+
+
 @pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_weights_of(tmp_path_factory: pytest.TempPathFactory):
+    """``tiny_weights_of(name) -> Path``: tiny weights of any registered restorer, made once."""
+    made: dict[str, Path] = {}
+
+    def weights(name: str) -> Path:
+        if name not in made:
+            folder = tmp_path_factory.mktemp("weights")
+            made[name] = save_tiny_weights(name, folder / f"tiny-{name}.safetensors")
+        return made[name]
+
+    return weights
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_weights_of) -> Path:
     """A width-4 desmoke network with non-trivial random weights and BN statistics."""
-    import torch
-
-    from smokeclear.nets.desmoke import DesmokeConfig, DesmokeNet
-    from smokeclear.nets.loading import save_weights
-    from smokeclear.registry import get_restorer
-
-    torch.manual_seed(0)
-    net = DesmokeNet(DesmokeConfig(width=4, max_channels=16))
-    net.train()
-    with torch.no_grad():  # give BatchNorm real running statistics
-        for _ in range(3):
-            net(torch.rand(2, 3, 64, 64))
-    path = tmp_path_factory.mktemp("weights") / "tiny-desmoke.safetensors"
-    save_weights(net.eval(), path, get_restorer("desmoke"), {"purpose": "tests"})
-    return path
+    return tiny_weights_of("desmoke")
 
 
 @pytest.fixture(scope="session")
-def tiny_dereflect_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A width-2 dereflect network (one SE block per group) with random weights."""
-    import torch
-
-    from smokeclear.nets.dereflect import DereflectConfig, DereflectNet
-    from smokeclear.nets.loading import save_weights
-    from smokeclear.registry import get_restorer
-
-    torch.manual_seed(0)
-    net = DereflectNet(DereflectConfig(width=2, se_blocks=1)).eval()
-    path = tmp_path_factory.mktemp("weights") / "tiny-dereflect.safetensors"
-    save_weights(net, path, get_restorer("dereflect"), {"purpose": "tests"})
-    return path
+def tiny_dereflect_weights(tiny_weights_of) -> Path:
+    return tiny_weights_of("dereflect")
 
 
 @pytest.fixture(scope="session")
-def tiny_lowlight_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A width-2 lowlight network with random weights."""
-    import torch
+def tiny_lowlight_weights(tiny_weights_of) -> Path:
+    return tiny_weights_of("lowlight")
 
-    from smokeclear.nets.loading import save_weights
-    from smokeclear.nets.lowlight import LowlightConfig, LowlightNet
-    from smokeclear.registry import get_restorer
 
-    torch.manual_seed(0)
-    net = LowlightNet(LowlightConfig(width=2, edge_width=2, scale_channels=1)).eval()
-    path = tmp_path_factory.mktemp("weights") / "tiny-lowlight.safetensors"
-    save_weights(net, path, get_restorer("lowlight"), {"purpose": "tests"})
-    return path
+@pytest.fixture(scope="session")
+def tiny_enhance_weights(tiny_weights_of) -> Path:
+    return tiny_weights_of("enhance")
 
 
 @pytest.fixture(scope="session")
 def tiny_smooth_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A width-8 smooth network with real batch-norm statistics and a visible residual."""
+    """The tiny smooth network with a visible residual.
+
+    Its output conv starts at zero (identity); residuals of several 8-bit levels make
+    smooth, detail and input frames tell apart.
+    """
     import torch
 
-    from smokeclear.nets.loading import save_weights
-    from smokeclear.nets.smooth import SmoothConfig, SmoothNet
-    from smokeclear.registry import get_restorer
-
-    torch.manual_seed(0)
-    net = SmoothNet(SmoothConfig(width=8, dilations=(2, 1)))
-    # The output conv starts at zero (identity); residuals of several 8-bit levels
-    # (about 6 on average here) make smooth, detail and input frames tell apart.
-    torch.nn.init.normal_(net.to_rgb.weight, std=100.0)
-    net.train()
-    with torch.no_grad():  # give BatchNorm real running statistics
-        for _ in range(3):
-            net(torch.rand(2, 3, 32, 32))
-    path = tmp_path_factory.mktemp("weights") / "tiny-smooth.safetensors"
-    save_weights(net.eval(), path, get_restorer("smooth"), {"purpose": "tests"})
-    return path
+    return save_tiny_weights(
+        "smooth",
+        tmp_path_factory.mktemp("weights") / "tiny-smooth.safetensors",
+        init=lambda net: torch.nn.init.normal_(net.to_rgb.weight, std=100.0),
+    )
 
 
 @pytest.fixture(scope="session")
-def tiny_enhance_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A width-4, one-block enhance network with random weights."""
-    import torch
+def export_restorer(tmp_path_factory: pytest.TempPathFactory):
+    """``export(net, name, fp32_scopes=()) -> (module, fp32 path, fp16 path)``: ``net`` at
+    working resolution 1 in eval mode, exported to ONNX and converted to FP16."""
 
-    from smokeclear.nets.enhance import EnhanceConfig, EnhanceNet
-    from smokeclear.nets.loading import save_weights
-    from smokeclear.registry import get_restorer
+    def export(net, name: str, fp32_scopes: tuple[str, ...] = ()):
+        from smokeclear.export.fp16 import convert_to_fp16
+        from smokeclear.export.onnx_export import export_onnx
+        from smokeclear.nets.wrappers import WorkingResolution
 
-    torch.manual_seed(0)
-    net = EnhanceNet(EnhanceConfig(width=4, blocks=1)).eval()
-    path = tmp_path_factory.mktemp("weights") / "tiny-enhance.safetensors"
-    save_weights(net, path, get_restorer("enhance"), {"purpose": "tests"})
-    return path
+        module = WorkingResolution(net, 1).eval()
+        folder = tmp_path_factory.mktemp(name)
+        fp32, fp16 = folder / f"{name}.onnx", folder / f"{name}.fp16.onnx"
+        export_onnx(module, fp32, {"restorers": name})
+        convert_to_fp16(fp32, fp16, fp32_scopes=fp32_scopes)
+        return module, fp32, fp16
+
+    return export
+
+
+@pytest.fixture
+def write_pairs():
+    """``write_pairs(root, (degraded, clean) folders, names, size) -> root``: random image
+    pairs with matching names; the degraded image is the darker."""
+    import cv2
+
+    def write(
+        root: Path, folders: tuple[str, str], names=("a.png", "b.png"), size=(48, 48)
+    ) -> Path:
+        rng = np.random.default_rng(0)
+        for folder in folders:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            for file in names:
+                image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+                if folder == folders[0]:
+                    image //= 8
+                cv2.imwrite(str(root / folder / file), image)
+        return root
+
+    return write
+
+
+@pytest.fixture
+def run_eval(capsys: pytest.CaptureFixture):
+    """``run_eval(name, weights, *flags) -> (exit code, printed table)``: ``smokeclear eval``
+    of one restorer on one frame per test scene."""
+    from smokeclear.cli import main
+
+    def run(name: str, weights: Path, *flags: object) -> tuple[int, str]:
+        arguments = ["eval", name, "--weights", str(weights), "--frames-per-scene", "1"]
+        code = main([*arguments, *(str(flag) for flag in flags)])
+        return code, capsys.readouterr().out
+
+    return run
 
 
 @pytest.fixture
@@ -147,6 +191,27 @@ def fp32_by_op():
         kinds: dict[str, set[bool]] = {}
         for node in model.graph.node:
             kinds.setdefault(node.op_type, set()).add(node.name in kept)
+        return kinds
+
+    return by_op
+
+
+@pytest.fixture
+def input_types_by_op():
+    """``by_op(onnx_path) -> {op_type: {element type of its first input, ...}}``."""
+
+    def by_op(path: Path) -> dict[str, set[int]]:
+        import onnx
+
+        graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
+        elem_types = {
+            value.name: value.type.tensor_type.elem_type
+            for value in [*graph.value_info, *graph.input, *graph.output]
+        }
+        elem_types.update({init.name: init.data_type for init in graph.initializer})
+        kinds: dict[str, set[int]] = {}
+        for node in graph.node:
+            kinds.setdefault(node.op_type, set()).add(elem_types[node.input[0]])
         return kinds
 
     return by_op

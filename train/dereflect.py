@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import cv2
@@ -36,18 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smokeclear.config import load_config, to_mapping
-from smokeclear.nets.loading import load_restorer
-from smokeclear.registry import RestorerSpec, get_restorer
 from smokeclear.synthetic.reflection import GAMMA, synthesize
-from smokeclear.train import data, evaluation, options
-from smokeclear.train.data import (
-    SCENE_EVAL_SIZE,
-    SCENE_TRAIN_SIZE,
-    VALIDATION_SEED,
-)
+from smokeclear.train import data, evaluation
+from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import FitResult, fit_and_ship, initial_model, schedule_for
 from smokeclear.train.losses import (
     AdversarialObjective,
     Adversary,
@@ -58,15 +49,12 @@ from smokeclear.train.losses import (
     relativistic_losses,
     ssim,
 )
-from smokeclear.train.vgg import optional_features
+from smokeclear.train.recipe import EvalRun, Perceptual, Recipe, TrainingFrames
 
 log = logging.getLogger(__name__)
 
 #: Perceptual loss layers ("convk_2" of VGG-19, k = 1..5, after their ReLU).
 VGG_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
-#: Real pair folder names: blended image, transmission (ground truth).
-BLENDED_NAMES = ("blended", "blend", "I")
-TRANSMISSION_NAMES = ("transmission", "T", "gt")
 #: The baseline inpaints pixels whose brightest channel reaches this.
 SATURATION_THRESHOLD = 0.92
 
@@ -96,17 +84,6 @@ class DereflectTrainConfig:
     real_fraction: float = 0.3  # share of batches from real pairs, when given
     validation_size: int = 32
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class TrainOptions(options.TrainOptions):
-    pairs_dirs: tuple[Path, ...] = ()  # real pairs: blended/ + transmission/
-    vgg_weights: Path | None = None  # torchvision VGG-19 state dict for L_p
-
-
-@dataclass(frozen=True)
-class EvalOptions(options.EvalOptions):
-    pairs_dirs: tuple[Path, ...] = ()
 
 
 class ReflectionBatch(NamedTuple):
@@ -139,27 +116,20 @@ def scene_highlight_pair(
     return blended, transmission, (linear ** (1 / GAMMA)).astype(np.float32), 1.0
 
 
-def load_real_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, blended, transmission)`` for every file name in both folders of ``root``."""
-    return data.load_pairs(root, BLENDED_NAMES, TRANSMISSION_NAMES)
-
-
 @dataclass
 class ReflectionSampler:
     """Draws training batches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
-    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    frames: TrainingFrames
     config: DereflectTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def synthetic(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """One ``(blended, transmission, reflection, alpha)`` patch triple and its alpha."""
         rng, size = self.rng, self.config.patch_size
-        use_scene = not self.photos or rng.random() < self.config.scene_fraction
+        use_scene = not self.frames.photos or rng.random() < self.config.scene_fraction
         if use_scene:
-            scene = self.scenes[int(rng.integers(len(self.scenes)))]
+            scene = self.frames.scenes[int(rng.integers(len(self.frames.scenes)))]
             index = int(rng.integers(0, 20 * 60 * 30))
             if rng.random() < self.config.scene_highlight_fraction:
                 blended, transmission, reflection, alpha = scene_highlight_pair(scene, index)
@@ -167,21 +137,23 @@ class ReflectionSampler:
                 return (*crops, alpha)
             clean = data.bgr8_to_rgb(scene.render(index, highlights=False).clean)
         else:
-            clean = self.photos[int(rng.integers(len(self.photos)))]
+            clean = self.frames.photos[int(rng.integers(len(self.frames.photos)))]
         (transmission,) = data.random_crop((clean,), size, rng)
         (source,) = data.random_crop((self._any_clean(),), size, rng)
         pair = synthesize(np.ascontiguousarray(transmission), rng, reflection_source=source)
         return pair.blended, pair.transmission, pair.reflection, pair.alpha
 
     def _any_clean(self) -> np.ndarray:
-        if self.photos and self.rng.random() < 0.5:
-            return self.photos[int(self.rng.integers(len(self.photos)))]
-        scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
+        if self.frames.photos and self.rng.random() < 0.5:
+            return self.frames.photos[int(self.rng.integers(len(self.frames.photos)))]
+        scene = self.frames.scenes[int(self.rng.integers(len(self.frames.scenes)))]
         return data.bgr8_to_rgb(scene.render(int(self.rng.integers(0, 36000))).clean)
 
     def batch(self, size: int) -> ReflectionBatch:
-        if self.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
+        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = data.random_pair_crops(
+                self.frames.real_pairs, self.config.patch_size, size, self.rng
+            )
             blended, transmission = (_stack([p[k] for p in pairs]) for k in (0, 1))
             return ReflectionBatch(blended, transmission, None, None)
         triples = [self.synthetic() for _ in range(size)]
@@ -340,91 +312,6 @@ def multiscale_perceptual_loss(
     return total
 
 
-# --------------------------------------------------------------------------- train
-
-
-def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
-    """Train dereflect and write ``out_dir/dereflect.safetensors`` (FP16, ready to ship)."""
-    spec = spec or get_restorer("dereflect")
-    config_path = options.config_path or spec.default_config
-    config = load_config(DereflectTrainConfig, config_path, section="train")
-    torch.manual_seed(config.seed)
-    model = initial_model(spec, options)
-    vgg = (
-        optional_features(
-            "vgg19", VGG_LAYERS, options.vgg_weights, "the paper's VGG-19 term (lambda 0.2)"
-        )
-        if config.perceptual_weight > 0
-        else None
-    )
-    photos, scenes, real_pairs = data.training_frames(
-        options.clean_dirs, options.pairs_dirs, load_real_pairs
-    )
-    validation = _validation_set(config, list(options.clean_dirs))
-    log.info(
-        "training dereflect (width %d, %d iterations): %d clean photos + %d scenes, "
-        "%d real pairs, %d validation pairs, %d px patches, batch %d",
-        model.config.width,
-        model.config.iterations,
-        len(photos),
-        len(scenes),
-        len(real_pairs),
-        len(validation[0]),
-        config.patch_size,
-        config.batch_size,
-    )
-
-    def batches_for_epoch(epoch: int):
-        sampler = ReflectionSampler(
-            photos, scenes, real_pairs, config, np.random.default_rng([config.seed, epoch])
-        )
-        return lambda: sampler.batch(config.batch_size)
-
-    metadata = {
-        "train_config": to_mapping(config),
-        "data_recipe": {
-            "reflection": "Eq. 6 with gamma 2.2, alpha U(0.8, 1): specular blobs and streaks, "
-            "half the time plus a blurred reflection of another frame (strength U(0.15, 0.5))",
-            "scene_highlights": "scene frames with vs without their wet-tissue highlights",
-            **data.frame_sources(options, len(photos)),
-            "real_pairs_dirs": [str(p) for p in options.pairs_dirs],
-            "real_pairs": len(real_pairs),
-        },
-        "loss": {
-            "terms": "0.4 composition + 0.2 perceptual + 0.4 mix + 0.01 adversarial (Eq. 15)",
-            "perceptual": "VGG-19 " + ",".join(VGG_LAYERS) if vgg is not None else "off",
-            "perceptual_weights": str(options.vgg_weights) if vgg is not None else None,
-        },
-    }
-    schedule = schedule_for(config, options)
-    return fit_and_ship(
-        model,
-        spec,
-        batches_for_epoch=batches_for_epoch,
-        validation=validation,
-        objective=DereflectObjective(config, vgg),
-        schedule=schedule,
-        out_dir=options.out_dir,
-        metadata=metadata,
-        resume=options.resume,
-        progress=options.progress,
-    )
-
-
-def _validation_set(
-    config: DereflectTrainConfig, clean_dirs: list[Path]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    sampler = ReflectionSampler(
-        data.load_clean_folders(clean_dirs, "val"),
-        data.scenes_for("val", *SCENE_TRAIN_SIZE),
-        [],
-        config,
-        np.random.default_rng(VALIDATION_SEED),
-    )
-    batch = sampler.batch(config.validation_size)
-    return batch.blended, batch.transmission
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -440,26 +327,17 @@ def inpaint_highlights(image: np.ndarray) -> np.ndarray:
     return cv2.inpaint(pixels, mask, 3, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
 
 
-def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
+def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out synthetic reflections, the scene's highlights, and any real pairs."""
-    spec = spec or get_restorer("dereflect")
-    methods = {
-        "input": lambda blended: blended,
-        "inpaint": inpaint_highlights,
-        "dereflect": evaluation.network_method(load_restorer(spec, options.weights)),
-    }
+    options = run.options
+    methods = run.methods(
+        {
+            "input": lambda blended: blended,
+            "inpaint": inpaint_highlights,
+        }
+    )
     scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
-    cleans = [
-        data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=False).clean)
-        for scene in scenes
-        for k in range(options.frames_per_scene)
-    ]
-    for folder in options.clean_dirs:
-        cleans += [
-            data.read_rgb(path)
-            for path in data.image_files(folder)
-            if data.split_of(path.name) == "test"
-        ]
+    cleans = evaluation.held_out_cleans(options, highlights=False)
     synthetic = []
     for index, clean in enumerate(cleans):
         rng = np.random.default_rng([11, index])
@@ -473,11 +351,36 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
         for k in range(options.frames_per_scene)
     ]
     sets = [("synthetic reflections + highlights", synthetic), ("scene highlights", highlights)]
-    for folder in options.pairs_dirs:
-        pairs = [(t, b) for _, b, t in load_real_pairs(folder)]
-        sets.append((f"real pairs: {folder.name}", pairs))
-    return evaluation.evaluate_sets(sets, methods, options.json_path, options.examples_path)
+    return evaluation.evaluate_sets(
+        sets + run.real_pairs, methods, options.json_path, options.examples_path
+    )
 
 
-def format_table(rows: list[EvalRow]) -> str:
-    return evaluation.format_table(rows, "data")
+RECIPE = Recipe(
+    train_config=DereflectTrainConfig,
+    sampler=ReflectionSampler,
+    describe=lambda network: f"width {network.width}, {network.iterations} iterations",
+    data_recipe=lambda config: {
+        "reflection": "Eq. 6 with gamma 2.2, alpha U(0.8, 1): specular blobs and streaks, "
+        "half the time plus a blurred reflection of another frame (strength U(0.15, 0.5))",
+        "scene_highlights": "scene frames with vs without their wet-tissue highlights",
+    },
+    loss=lambda config, objective: {
+        "terms": "0.4 composition + 0.2 perceptual + 0.4 mix + 0.01 adversarial (Eq. 15)"
+    },
+    evaluate=evaluate,
+    table_column="data",
+    objective=DereflectObjective,
+    perceptual=Perceptual(
+        "vgg19", VGG_LAYERS, "the paper's VGG-19 term (lambda 0.2)", "perceptual_weight"
+    ),
+    tiny_network={"width": 2, "se_blocks": 1, "iterations": 2},
+    tiny_train={
+        "patch_size": 32,
+        "batch_size": 2,
+        "steps_per_epoch": 1,
+        "max_epochs": 1,
+        "validation_size": 2,
+        "discriminator_width": 4,
+    },
+)

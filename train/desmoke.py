@@ -14,16 +14,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from smokeclear.config import load_config, to_mapping
-from smokeclear.nets.loading import load_restorer
-from smokeclear.registry import RestorerSpec, get_restorer
 from smokeclear.synthetic.smoke import (
     DENSITY_OPACITY,
     cloud_density,
@@ -31,15 +25,11 @@ from smokeclear.synthetic.smoke import (
     random_smoke_colour,
 )
 from smokeclear.train import data, evaluation
-from smokeclear.train.data import (
-    SCENE_EVAL_SIZE,
-    SCENE_TRAIN_SIZE,
-    VALIDATION_SEED,
-)
+from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.dcp import dehaze_dcp
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import Batch, FitResult, fit_and_ship, initial_model, schedule_for
-from smokeclear.train.options import EvalOptions, TrainOptions
+from smokeclear.train.loop import Batch
+from smokeclear.train.recipe import EvalRun, Recipe, TrainingFrames
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +53,26 @@ class DesmokeTrainConfig:
 class PairSampler:
     """Draws (smoky, clean) training patches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
-    patch_size: int
-    scene_fraction: float
+    frames: TrainingFrames
+    config: DesmokeTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def pair(self) -> tuple[np.ndarray, np.ndarray]:
         """One ``(patch, patch, 3)`` float32 RGB pair in [0, 1]."""
         rng = self.rng
-        if not self.photos or rng.random() < self.scene_fraction:
-            scene = self.scenes[int(rng.integers(len(self.scenes)))]
+        if not self.frames.photos or rng.random() < self.config.scene_fraction:
+            scene = self.frames.scenes[int(rng.integers(len(self.frames.scenes)))]
             frame = scene.render(int(rng.integers(0, 20 * 60 * 30)))
             smoky, clean = data.random_crop(
                 (data.bgr8_to_rgb(frame.smoky), data.bgr8_to_rgb(frame.clean)),
-                self.patch_size,
+                self.config.patch_size,
                 rng,
             )
             if rng.random() < 0.5:  # clouds over the plumes: denser, more varied smoke
                 smoky = self._clouds(smoky)
         else:
-            photo = self.photos[int(rng.integers(len(self.photos)))]
-            (clean,) = data.random_crop((photo,), self.patch_size, rng)
+            photo = self.frames.photos[int(rng.integers(len(self.frames.photos)))]
+            (clean,) = data.random_crop((photo,), self.config.patch_size, rng)
             smoky = self._clouds(clean)
         if rng.random() < 0.5:
             smoky, clean = smoky[:, ::-1], clean[:, ::-1]
@@ -104,110 +92,23 @@ class PairSampler:
         return composite_smoke(image, density, random_smoke_colour(rng))
 
 
-def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
-    """Train desmoke and write ``out_dir/desmoke.safetensors`` (FP16, ready to ship)."""
-    spec = spec or get_restorer("desmoke")
-    config_path = options.config_path or spec.default_config
-    config = load_config(DesmokeTrainConfig, config_path, section="train")
-    schedule = schedule_for(config, options)
-    torch.manual_seed(config.seed)
-    model = initial_model(spec, options)
-    network_config = model.config
-    photos = data.load_clean_folders(list(options.clean_dirs), "train")
-    scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
-    validation = _validation_set(config, list(options.clean_dirs))
-    log.info(
-        "training desmoke (width %d): %d clean photos + %d synthetic scenes, "
-        "%d validation pairs, %d x %d patches, batch %d",
-        network_config.width,
-        len(photos),
-        len(scenes),
-        len(validation[0]),
-        config.patch_size,
-        config.patch_size,
-        config.batch_size,
-    )
-
-    def batches_for_epoch(epoch: int):
-        sampler = PairSampler(
-            photos,
-            scenes,
-            config.patch_size,
-            config.scene_fraction,
-            np.random.default_rng([config.seed, epoch]),
-        )
-        return lambda: sampler.batch(config.batch_size)
-
-    metadata = {
-        "train_config": to_mapping(config),
-        "data_recipe": {
-            "smoke": "scattering composite I = J(1-d) + A d; scene plumes and fractal "
-            "cloud layers at opacity U(0.2, 1.0) (max density 0.85)",
-            **data.frame_sources(options, len(photos)),
-        },
-        "loss": "mse",
-    }
-    return fit_and_ship(
-        model,
-        spec,
-        batches_for_epoch=batches_for_epoch,
-        validation=validation,
-        loss_fn=F.mse_loss,
-        schedule=schedule,
-        out_dir=options.out_dir,
-        metadata=metadata,
-        resume=options.resume,
-        progress=options.progress,
-    )
-
-
-def _validation_set(config: DesmokeTrainConfig, clean_dirs: list[Path]) -> Batch:
-    photos = data.load_clean_folders(clean_dirs, "val")
-    scenes = data.scenes_for("val", *SCENE_TRAIN_SIZE)
-    sampler = PairSampler(
-        photos,
-        scenes,
-        config.patch_size,
-        config.scene_fraction,
-        np.random.default_rng(VALIDATION_SEED),
-    )
-    return sampler.batch(config.validation_size)
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluation_images(
-    clean_dirs: list[Path], frames_per_scene: int
-) -> list[tuple[str, np.ndarray]]:
-    """Held-out clean frames: test-seed scene frames plus test-split photos."""
-    images = []
-    for scene in data.scenes_for("test", *SCENE_EVAL_SIZE):
-        for k in range(frames_per_scene):
-            index = 97 * k + 13  # spread over ~30 s of the scene
-            images.append(
-                (f"scene{scene.seed}:{index}", data.bgr8_to_rgb(scene.render(index).clean))
-            )
-    for folder in clean_dirs:
-        for path in data.image_files(folder):
-            if data.split_of(path.name) == "test":
-                images.append((path.name, data.read_rgb(path)))
-    return images
-
-
-def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
+def evaluate(run: EvalRun) -> list[EvalRow]:
     """The paper's Table 1 on our held-out data, plus a row for the scene's plumes."""
-    spec = spec or get_restorer("desmoke")
-    methods = {
-        "smoky input": lambda smoky: smoky,
-        "DCP": dehaze_dcp,
-        "desmoke": evaluation.network_method(load_restorer(spec, options.weights)),
-    }
-    images = evaluation_images(list(options.clean_dirs), options.frames_per_scene)
+    options = run.options
+    methods = run.methods(
+        {
+            "smoky input": lambda smoky: smoky,
+            "DCP": dehaze_dcp,
+        }
+    )
+    images = evaluation.held_out_cleans(options)
     sets = []
     for level_index, (level, opacity) in enumerate(DENSITY_OPACITY.items()):
         cases = []
-        for image_index, (_, clean) in enumerate(images):
+        for image_index, clean in enumerate(images):
             rng = np.random.default_rng([7, level_index, image_index])
             density = cloud_density(*clean.shape[:2], rng, opacity)
             smoky = np.clip(composite_smoke(clean, density, random_smoke_colour(rng)), 0, 1)
@@ -225,6 +126,23 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
     return evaluation.evaluate_sets(sets, methods, options.json_path, options.examples_path)
 
 
-def format_table(rows: list[EvalRow]) -> str:
-    """A markdown table in the layout of the paper's Table 1."""
-    return evaluation.format_table(rows, "density")
+RECIPE = Recipe(
+    train_config=DesmokeTrainConfig,
+    sampler=PairSampler,
+    describe=lambda network: f"width {network.width}",
+    data_recipe=lambda config: {
+        "smoke": "scattering composite I = J(1-d) + A d; scene plumes and fractal "
+        "cloud layers at opacity U(0.2, 1.0) (max density 0.85)"
+    },
+    loss=lambda config, objective: "mse",
+    evaluate=evaluate,
+    table_column="density",
+    tiny_network={"width": 4, "max_channels": 16},
+    tiny_train={
+        "patch_size": 64,
+        "batch_size": 2,
+        "steps_per_epoch": 1,
+        "max_epochs": 1,
+        "validation_size": 2,
+    },
+)

@@ -30,21 +30,15 @@ paper's Table 2 protocol: the weak camera's image scored against the good one's)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from smokeclear.config import load_config, to_mapping
-from smokeclear.nets.loading import load_restorer
-from smokeclear.registry import RestorerSpec, get_restorer
 from smokeclear.synthetic.weak_camera import NO_FAULTS, WeakCameraFaults, degrade
-from smokeclear.train import data, evaluation, options
-from smokeclear.train.data import SCENE_EVAL_SIZE, SCENE_TRAIN_SIZE, VALIDATION_SEED
+from smokeclear.train import data, evaluation
 from smokeclear.train.enhance_losses import (
     TextureDiscriminator,
     color_loss,
@@ -53,22 +47,18 @@ from smokeclear.train.enhance_losses import (
     tv_loss,
 )
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import FitResult, fit_and_ship, initial_model, schedule_for
 from smokeclear.train.losses import (
     AdversarialObjective,
     Adversary,
     discriminator_loss,
     generator_loss,
 )
-from smokeclear.train.vgg import optional_features
+from smokeclear.train.recipe import EvalRun, Perceptual, Recipe, TrainingFrames
 
 log = logging.getLogger(__name__)
 
 #: The content loss's layer of VGG-19 (Eq. 8).
 VGG_LAYERS = ("relu5_4",)
-#: Real pair folder names: DPED's phones first, then generic ones.
-WEAK_NAMES = ("iphone", "blackberry", "sony", "phone", "input")
-GOOD_NAMES = ("canon", "dslr", "target")
 #: The auto-levels baseline stretches each channel from this percentile to its mirror.
 LEVELS_PERCENTILE = 1.0
 
@@ -105,47 +95,31 @@ class EnhanceTrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
-@dataclass(frozen=True)
-class TrainOptions(options.TrainOptions):
-    pairs_dirs: tuple[Path, ...] = ()  # real pairs: iphone/ + canon/ (DPED layout)
-    vgg_weights: Path | None = None  # torchvision VGG-19 state dict for the content loss
-
-
-@dataclass(frozen=True)
-class EvalOptions(options.EvalOptions):
-    pairs_dirs: tuple[Path, ...] = ()
-
-
 # --------------------------------------------------------------------------- data
-
-
-def load_real_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, weak, good)`` for every file name in both folders of ``root`` (DPED layout)."""
-    return data.load_pairs(root, WEAK_NAMES, GOOD_NAMES)
 
 
 @dataclass
 class WeakCameraSampler:
     """Draws ``(weak, clean)`` training batches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
-    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    frames: TrainingFrames
     config: EnhanceTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def synthetic_pair(self) -> tuple[np.ndarray, np.ndarray]:
         config, rng = self.config, self.rng
         clean = data.clean_patch(
-            self.photos, self.scenes, config.patch_size, config.scene_fraction, rng
+            self.frames.photos, self.frames.scenes, config.patch_size, config.scene_fraction, rng
         )
         faults = NO_FAULTS if rng.random() < config.identity_fraction else config.faults
         return degrade(clean, rng, faults), clean
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(weak, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
-        if self.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
+        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = data.random_pair_crops(
+                self.frames.real_pairs, self.config.patch_size, size, self.rng
+            )
         else:
             pairs = [self.synthetic_pair() for _ in range(size)]
         return data.oriented_pair_batch(pairs, self.rng)
@@ -202,93 +176,22 @@ class EnhanceObjective(AdversarialObjective):
         return sum(self.weights[name] * value for name, value in terms.items())
 
 
-# --------------------------------------------------------------------------- train
-
-
-def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
-    """Train enhance and write ``out_dir/enhance.safetensors`` (FP16, ready to ship)."""
-    spec = spec or get_restorer("enhance")
-    config_path = options.config_path or spec.default_config
-    config = load_config(EnhanceTrainConfig, config_path, section="train")
-    torch.manual_seed(config.seed)
-    model = initial_model(spec, options)
-    vgg = (
-        optional_features(
-            "vgg19", VGG_LAYERS, options.vgg_weights, "the paper's VGG-19 content loss (weight 1)"
-        )
-        if config.content_weight > 0
-        else None
-    )
-    photos, scenes, real_pairs = data.training_frames(
-        options.clean_dirs, options.pairs_dirs, load_real_pairs
-    )
-    validation = _validation_set(config, list(options.clean_dirs))
-    log.info(
-        "training enhance (width %d, %d blocks): %d clean photos + %d scenes, %d real pairs, "
-        "%d validation pairs, %d px patches, batch %d",
-        model.config.width,
-        model.config.blocks,
-        len(photos),
-        len(scenes),
-        len(real_pairs),
-        len(validation[0]),
-        config.patch_size,
-        config.batch_size,
-    )
-
-    def batches_for_epoch(epoch: int) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-        sampler = WeakCameraSampler(
-            photos, scenes, real_pairs, config, np.random.default_rng([config.seed, epoch])
-        )
-        return lambda: sampler.batch(config.batch_size)
-
-    objective = EnhanceObjective(config, vgg)
-    metadata = {
-        "train_config": to_mapping(config),
-        "data_recipe": {
-            "degradation": "synthetic weak camera (smokeclear.synthetic.weak_camera): blur, "
-            "veil, colour cast, gamma, shot + read noise, JPEG; "
-            f"{config.identity_fraction:.0%} of the patches left as they are",
-            "augmentation": "random crops, flips, 90-degree rotations",
-            **data.frame_sources(options, len(photos)),
-            "real_pairs_dirs": [str(p) for p in options.pairs_dirs],
-            "real_pairs": len(real_pairs),
-        },
-        "loss": {
-            "terms": " + ".join(
-                f"{weight:g} {name}" for name, weight in objective.weights.items() if weight > 0
-            ),
-            "content": "VGG-19 " + ",".join(VGG_LAYERS) if vgg is not None else "off",
-            "content_weights": str(options.vgg_weights) if vgg is not None else None,
-            "texture": f"grayscale discriminator, first width {config.discriminator_width} "
-            "(paper: 48)",
-        },
+def _data_recipe(config: EnhanceTrainConfig) -> dict[str, Any]:
+    return {
+        "degradation": "synthetic weak camera (smokeclear.synthetic.weak_camera): blur, "
+        "veil, colour cast, gamma, shot + read noise, JPEG; "
+        f"{config.identity_fraction:.0%} of the patches left as they are",
+        "augmentation": "random crops, flips, 90-degree rotations",
     }
-    return fit_and_ship(
-        model,
-        spec,
-        batches_for_epoch=batches_for_epoch,
-        validation=validation,
-        objective=objective,
-        schedule=schedule_for(config, options),
-        out_dir=options.out_dir,
-        metadata=metadata,
-        resume=options.resume,
-        progress=options.progress,
-    )
 
 
-def _validation_set(
-    config: EnhanceTrainConfig, clean_dirs: list[Path]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    sampler = WeakCameraSampler(
-        data.load_clean_folders(clean_dirs, "val"),
-        data.scenes_for("val", *SCENE_TRAIN_SIZE),
-        [],
-        replace(config, identity_fraction=0.0),
-        np.random.default_rng(VALIDATION_SEED),
-    )
-    return sampler.batch(config.validation_size)
+def _loss(config: EnhanceTrainConfig, objective: Any) -> dict[str, Any]:
+    return {
+        "terms": " + ".join(
+            f"{weight:g} {name}" for name, weight in objective.weights.items() if weight > 0
+        ),
+        "texture": f"grayscale discriminator, first width {config.discriminator_width} (paper: 48)",
+    }
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -318,26 +221,16 @@ EVAL_FAULTS: dict[str, WeakCameraFaults] = {
 }
 
 
-def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
+def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out frames through the weak camera (all faults, each alone), and any real pairs."""
-    spec = spec or get_restorer("enhance")
-    methods = {
-        "input": lambda weak: weak,
-        "auto levels": auto_levels,
-        "enhance": evaluation.network_method(load_restorer(spec, options.weights)),
-    }
-    scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
-    cleans = [
-        data.bgr8_to_rgb(scene.render(97 * k + 13).clean)
-        for scene in scenes
-        for k in range(options.frames_per_scene)
-    ]
-    for folder in options.clean_dirs:
-        cleans += [
-            data.read_rgb(path)
-            for path in data.image_files(folder)
-            if data.split_of(path.name) == "test"
-        ]
+    options = run.options
+    methods = run.methods(
+        {
+            "input": lambda weak: weak,
+            "auto levels": auto_levels,
+        }
+    )
+    cleans = evaluation.held_out_cleans(options)
     sets = []
     for set_index, (label, faults) in enumerate(EVAL_FAULTS.items()):
         cases = [
@@ -345,11 +238,34 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
             for index, clean in enumerate(cleans)
         ]
         sets.append((label, cases))
-    for folder in options.pairs_dirs:
-        pairs = [(good, weak) for _, weak, good in load_real_pairs(folder)]
-        sets.append((f"real pairs: {folder.name}", pairs))
-    return evaluation.evaluate_sets(sets, methods, options.json_path, options.examples_path)
+    return evaluation.evaluate_sets(
+        sets + run.real_pairs, methods, options.json_path, options.examples_path
+    )
 
 
-def format_table(rows: list[EvalRow]) -> str:
-    return evaluation.format_method_table(rows)
+RECIPE = Recipe(
+    train_config=EnhanceTrainConfig,
+    sampler=WeakCameraSampler,
+    describe=lambda network: f"width {network.width}, {network.blocks} blocks",
+    data_recipe=_data_recipe,
+    loss=_loss,
+    evaluate=evaluate,
+    objective=EnhanceObjective,
+    perceptual=Perceptual(
+        "vgg19",
+        VGG_LAYERS,
+        "the paper's VGG-19 content loss (weight 1)",
+        "content_weight",
+        key="content",
+    ),
+    validation_config=lambda config: replace(config, identity_fraction=0.0),
+    tiny_network={"width": 4, "blocks": 1},
+    tiny_train={
+        "patch_size": 32,
+        "batch_size": 2,
+        "steps_per_epoch": 1,
+        "max_epochs": 1,
+        "validation_size": 2,
+        "discriminator_width": 2,
+    },
+)

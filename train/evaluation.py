@@ -19,7 +19,9 @@ import torch
 
 from smokeclear.errors import UserError
 from smokeclear.nets.wrappers import run_padded
+from smokeclear.train import data
 from smokeclear.train.metrics import psnr, ssim
+from smokeclear.train.options import EvalOptions
 
 #: A method maps the degraded ``(H, W, 3)`` float32 RGB image in [0, 1] to its output.
 Method = Callable[[np.ndarray], np.ndarray]
@@ -88,6 +90,27 @@ def evaluate_sets(
     if examples_path:
         write_examples(examples_path, [(label, cases[0]) for label, cases in sets], methods)
     return rows
+
+
+def held_out_cleans(options: EvalOptions, highlights: bool = True) -> list[np.ndarray]:
+    """Held-out clean images: test-seed scene frames spread over ~30 s of each scene
+    (``options.frames_per_scene`` each), then the test split of ``options.clean_dirs``.
+
+    Returns ``(H, W, 3)`` float32 RGB images in [0, 1]. ``highlights`` False renders
+    the scene without its specular highlights.
+    """
+    cleans = [
+        data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=highlights).clean)
+        for scene in data.scenes_for("test", *data.SCENE_EVAL_SIZE)
+        for k in range(options.frames_per_scene)
+    ]
+    for folder in options.clean_dirs:
+        cleans += [
+            data.read_rgb(path)
+            for path in data.image_files(folder)
+            if data.split_of(path.name) == "test"
+        ]
+    return cleans
 
 
 def format_table(rows: list[EvalRow], first_column: str) -> str:

@@ -35,9 +35,7 @@ CLAHE on the lightness channel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -46,19 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smokeclear.config import load_config, to_mapping
-from smokeclear.nets.loading import load_restorer
-from smokeclear.registry import RestorerSpec, get_restorer
 from smokeclear.synthetic.lowlight import (
     EVAL_GAMMA,
     EVAL_NOISE_SIGMA,
     darken,
     gamma_field,
 )
-from smokeclear.train import data, evaluation, options
-from smokeclear.train.data import SCENE_EVAL_SIZE, SCENE_TRAIN_SIZE, VALIDATION_SEED
+from smokeclear.train import data, evaluation
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import FitResult, fit_and_ship, initial_model, schedule_for
 from smokeclear.train.losses import (
     AdversarialObjective,
     Adversary,
@@ -66,15 +59,12 @@ from smokeclear.train.losses import (
     generator_loss,
 )
 from smokeclear.train.metrics import hsv_mse, psnr, ssim
-from smokeclear.train.vgg import optional_features
+from smokeclear.train.recipe import EvalRun, Perceptual, Recipe, TrainingFrames
 
 log = logging.getLogger(__name__)
 
 #: Perceptual loss layer of VGG-16 (Eq. 5).
 VGG_LAYERS = ("relu2_2",)
-#: Real pair folder names (LOL layout first).
-LOW_NAMES = ("low", "input", "dark")
-HIGH_NAMES = ("high", "normal", "gt", "target")
 #: Table I: output channels of the discriminator's convs in multiples of the first's (32).
 DISCRIMINATOR_CHANNELS = (1, 2, 2, 4, 4, 8, 8, 16, 16)
 #: CLAHE baseline settings (OpenCV defaults for the clip limit, 8x8 tiles).
@@ -122,23 +112,7 @@ class LowlightTrainConfig:
             raise ValueError("local_fraction + identity_fraction must be <= 1")
 
 
-@dataclass(frozen=True)
-class TrainOptions(options.TrainOptions):
-    pairs_dirs: tuple[Path, ...] = ()  # real pairs: low/ + high/ (LOL layout)
-    vgg_weights: Path | None = None  # torchvision VGG-16 state dict for L_per
-
-
-@dataclass(frozen=True)
-class EvalOptions(options.EvalOptions):
-    pairs_dirs: tuple[Path, ...] = ()
-
-
 # --------------------------------------------------------------------------- data
-
-
-def load_real_pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, low, high)`` for every file name in both folders of ``root`` (LOL layout)."""
-    return data.load_pairs(root, LOW_NAMES, HIGH_NAMES)
 
 
 def darken_for_training(
@@ -160,22 +134,26 @@ def darken_for_training(
 class DarkSampler:
     """Draws ``(dark, clean)`` training batches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
-    real_pairs: list[tuple[np.ndarray, np.ndarray]]
+    frames: TrainingFrames
     config: LowlightTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def clean_patch(self) -> np.ndarray:
         config = self.config
         return data.clean_patch(
-            self.photos, self.scenes, config.patch_size, config.scene_fraction, self.rng
+            self.frames.photos,
+            self.frames.scenes,
+            config.patch_size,
+            config.scene_fraction,
+            self.rng,
         )
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
-        if self.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(self.real_pairs, self.config.patch_size, size, self.rng)
+        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
+            pairs = data.random_pair_crops(
+                self.frames.real_pairs, self.config.patch_size, size, self.rng
+            )
         else:
             cleans = [self.clean_patch() for _ in range(size)]
             pairs = [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
@@ -268,92 +246,21 @@ class LowlightObjective(AdversarialObjective):
         return generator_loss(self.adversary.judge(output))
 
 
-# --------------------------------------------------------------------------- train
-
-
-def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
-    """Train lowlight and write ``out_dir/lowlight.safetensors`` (FP16, ready to ship)."""
-    spec = spec or get_restorer("lowlight")
-    config_path = options.config_path or spec.default_config
-    config = load_config(LowlightTrainConfig, config_path, section="train")
-    torch.manual_seed(config.seed)
-    model = initial_model(spec, options)
-    vgg = (
-        optional_features(
-            "vgg16", VGG_LAYERS, options.vgg_weights, "the paper's VGG-16 term (lambda_p 0.05)"
-        )
-        if config.perceptual_weight > 0
-        else None
-    )
-    photos, scenes, real_pairs = data.training_frames(
-        options.clean_dirs, options.pairs_dirs, load_real_pairs
-    )
-    validation = _validation_set(config, list(options.clean_dirs))
-    log.info(
-        "training lowlight (width %d, edge width %d, %d RNN channels): %d clean photos + "
-        "%d scenes, %d real pairs, %d validation pairs, %d px patches, batch %d",
-        model.config.width,
-        model.config.edge_width,
-        model.config.rnn_channels,
-        len(photos),
-        len(scenes),
-        len(real_pairs),
-        len(validation[0]),
-        config.patch_size,
-        config.batch_size,
-    )
-
-    def batches_for_epoch(epoch: int) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-        sampler = DarkSampler(
-            photos, scenes, real_pairs, config, np.random.default_rng([config.seed, epoch])
-        )
-        return lambda: sampler.batch(config.batch_size)
-
-    metadata = {
-        "train_config": to_mapping(config),
-        "data_recipe": {
-            "darkening": f"clean ** gamma, gamma U{tuple(config.gamma_range)} (paper); "
-            f"{config.local_fraction:.0%} a per-pixel gamma field (lit spot, dark far field); "
-            f"{config.identity_fraction:.0%} left as they are; Gaussian noise sigma "
-            f"U(0, {config.noise_max})",
-            "augmentation": "random crops, flips, 90-degree rotations",
-            **data.frame_sources(options, len(photos)),
-            "real_pairs_dirs": [str(p) for p in options.pairs_dirs],
-            "real_pairs": len(real_pairs),
-        },
-        "loss": {
-            "terms": "mse + 0.05 perceptual + 1e-3 adversarial (Eq. 7)",
-            "perceptual": "VGG-16 " + ",".join(VGG_LAYERS) if vgg is not None else "off",
-            "perceptual_weights": str(options.vgg_weights) if vgg is not None else None,
-            "discriminator": f"Table I, first width {config.discriminator_width} (paper: 32)",
-        },
+def _data_recipe(config: LowlightTrainConfig) -> dict[str, Any]:
+    return {
+        "darkening": f"clean ** gamma, gamma U{tuple(config.gamma_range)} (paper); "
+        f"{config.local_fraction:.0%} a per-pixel gamma field (lit spot, dark far field); "
+        f"{config.identity_fraction:.0%} left as they are; Gaussian noise sigma "
+        f"U(0, {config.noise_max})",
+        "augmentation": "random crops, flips, 90-degree rotations",
     }
-    schedule = schedule_for(config, options)
-    return fit_and_ship(
-        model,
-        spec,
-        batches_for_epoch=batches_for_epoch,
-        validation=validation,
-        objective=LowlightObjective(config, vgg),
-        schedule=schedule,
-        out_dir=options.out_dir,
-        metadata=metadata,
-        resume=options.resume,
-        progress=options.progress,
-    )
 
 
-def _validation_set(
-    config: LowlightTrainConfig, clean_dirs: list[Path]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    sampler = DarkSampler(
-        data.load_clean_folders(clean_dirs, "val"),
-        data.scenes_for("val", *SCENE_TRAIN_SIZE),
-        [],
-        config,
-        np.random.default_rng(VALIDATION_SEED),
-    )
-    return sampler.batch(config.validation_size)
+def _loss(config: LowlightTrainConfig, objective: Any) -> dict[str, Any]:
+    return {
+        "terms": "mse + 0.05 perceptual + 1e-3 adversarial (Eq. 7)",
+        "discriminator": f"Table I, first width {config.discriminator_width} (paper: 32)",
+    }
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -384,29 +291,18 @@ METRICS: dict[str, evaluation.Metric] = {
 }
 
 
-def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
+def evaluate(run: EvalRun) -> list[EvalRow]:
     """The paper's protocol and dark cavities on held-out frames, and any real pairs."""
-    spec = spec or get_restorer("lowlight")
-    methods = {
-        "input": lambda dark: dark,
-        "gamma inverse": gamma_inverse,
-        "CLAHE": clahe,
-        "lowlight": evaluation.network_method(load_restorer(spec, options.weights)),
-    }
-    scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
-    cleans = [
-        data.bgr8_to_rgb(scene.render(97 * k + 13).clean)
-        for scene in scenes
-        for k in range(options.frames_per_scene)
-    ]
-    for folder in options.clean_dirs:
-        cleans += [
-            data.read_rgb(path)
-            for path in data.image_files(folder)
-            if data.split_of(path.name) == "test"
-        ]
+    options = run.options
+    methods = run.methods(
+        {
+            "input": lambda dark: dark,
+            "gamma inverse": gamma_inverse,
+            "CLAHE": clahe,
+        }
+    )
     protocol, cavities = [], []
-    for index, clean in enumerate(cleans):
+    for index, clean in enumerate(evaluation.held_out_cleans(options)):
         rng = np.random.default_rng([17, index])
         protocol.append((clean, darken(clean, EVAL_GAMMA, EVAL_NOISE_SIGMA, rng)))
         field = gamma_field(*clean.shape[:2], EVAL_GAMMA, rng)
@@ -416,13 +312,33 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
         (f"paper protocol: gamma {EVAL_GAMMA:g} + {noise}", protocol),
         (f"dark cavities: gamma field up to {EVAL_GAMMA:g} + {noise}", cavities),
     ]
-    for folder in options.pairs_dirs:
-        pairs = [(high, low) for _, low, high in load_real_pairs(folder)]
-        sets.append((f"real pairs: {folder.name}", pairs))
     return evaluation.evaluate_sets(
-        sets, methods, options.json_path, options.examples_path, metrics=METRICS
+        sets + run.real_pairs, methods, options.json_path, options.examples_path, metrics=METRICS
     )
 
 
-def format_table(rows: list[EvalRow]) -> str:
-    return evaluation.format_method_table(rows)
+RECIPE = Recipe(
+    train_config=LowlightTrainConfig,
+    sampler=DarkSampler,
+    describe=lambda network: (
+        f"width {network.width}, edge width {network.edge_width}, "
+        f"{network.rnn_channels} RNN channels"
+    ),
+    data_recipe=_data_recipe,
+    loss=_loss,
+    evaluate=evaluate,
+    objective=LowlightObjective,
+    perceptual=Perceptual(
+        "vgg16", VGG_LAYERS, "the paper's VGG-16 term (lambda_p 0.05)", "perceptual_weight"
+    ),
+    tiny_network={"width": 2, "edge_width": 2, "scale_channels": 1},
+    tiny_train={
+        "patch_size": 128,  # the Table I discriminator's smallest input
+        "batch_size": 2,
+        "steps_per_epoch": 1,
+        "max_epochs": 1,
+        "validation_size": 2,
+        "adversarial_weight": 0.001,
+        "discriminator_width": 2,
+    },
+)

@@ -1,4 +1,4 @@
-"""What the CLI hands every recipe's ``train`` and ``evaluate`` (recipes may extend them)."""
+"""What the CLI hands the driver's ``train`` and ``evaluate``; unusable flags are errors."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class TrainOptions:
     max_epochs: int | None = None
     steps_per_epoch: int | None = None
     progress: bool = True
+    pairs_dirs: tuple[Path, ...] = ()  # real pairs in the restorer's PairLayout
+    vgg_weights: Path | None = None  # torchvision VGG state dict for a perceptual loss
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,4 @@ class EvalOptions:
     frames_per_scene: int = EVAL_FRAMES_PER_SCENE
     json_path: Path | None = None
     examples_path: Path | None = None  # a PNG of one case per row, every method side by side
+    pairs_dirs: tuple[Path, ...] = ()  # also score real pairs in the restorer's PairLayout

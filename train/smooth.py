@@ -26,7 +26,6 @@ Evaluation on held-out frames (and the test split of any clean-photo folders):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,13 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from smokeclear.config import load_config, to_mapping
-from smokeclear.nets.loading import load_restorer
-from smokeclear.registry import RestorerSpec, get_restorer
-from smokeclear.train import data, evaluation, options
-from smokeclear.train.data import SCENE_EVAL_SIZE, SCENE_TRAIN_SIZE, VALIDATION_SEED
+from smokeclear.train import data, evaluation
+from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import FitResult, Validation, fit_and_ship, initial_model, schedule_for
+from smokeclear.train.loop import Validation
+from smokeclear.train.recipe import EvalRun, Recipe, TrainingFrames
 from smokeclear.train.smooth_energy import EnergyConfig, edge_map_of, energy
 
 log = logging.getLogger(__name__)
@@ -86,16 +83,6 @@ class SmoothTrainConfig:
             raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
 
 
-@dataclass(frozen=True)
-class TrainOptions(options.TrainOptions):
-    pass
-
-
-@dataclass(frozen=True)
-class EvalOptions(options.EvalOptions):
-    pass
-
-
 # --------------------------------------------------------------------------- data
 
 
@@ -103,15 +90,14 @@ class EvalOptions(options.EvalOptions):
 class FrameSampler:
     """Draws ``(image, edge_map)`` training batches; deterministic for a given generator."""
 
-    photos: list[np.ndarray]
-    scenes: list[Any]
+    frames: TrainingFrames
     config: SmoothTrainConfig
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def patch(self) -> np.ndarray:
         rng, config = self.rng, self.config
         patch = data.clean_patch(
-            self.photos, self.scenes, config.patch_size, config.scene_fraction, rng
+            self.frames.photos, self.frames.scenes, config.patch_size, config.scene_fraction, rng
         )
         patch = np.rot90(patch, int(rng.integers(0, 4)))
         if rng.random() < 0.5:
@@ -176,64 +162,14 @@ def energy_validation(batch: tuple[torch.Tensor, torch.Tensor], config: EnergyCo
     return Validation("val_neg_energy", "-energy", "", score)
 
 
-# --------------------------------------------------------------------------- train
-
-
-def train(options: TrainOptions, spec: RestorerSpec | None = None) -> FitResult:
-    """Train smooth and write ``out_dir/smooth.safetensors`` (FP16, ready to ship)."""
-    spec = spec or get_restorer("smooth")
-    config_path = options.config_path or spec.default_config
-    config = load_config(SmoothTrainConfig, config_path, section="train")
-    torch.manual_seed(config.seed)
-    model = initial_model(spec, options)
-    photos = data.load_clean_folders(list(options.clean_dirs), "train")
-    scenes = data.scenes_for("train", *SCENE_TRAIN_SIZE)
-    validation = FrameSampler(
-        data.load_clean_folders(list(options.clean_dirs), "val"),
-        data.scenes_for("val", *SCENE_TRAIN_SIZE),
-        config,
-        np.random.default_rng(VALIDATION_SEED),
-    ).batch(config.validation_size)
-    log.info(
-        "training smooth (width %d, dilations %s): %d clean photos + %d scenes, "
-        "%d validation patches, %d px patches, batch %d",
-        model.config.width,
-        list(model.config.dilations),
-        len(photos),
-        len(scenes),
-        len(validation[0]),
-        config.patch_size,
-        config.batch_size,
-    )
-
-    def batches_for_epoch(epoch: int) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-        sampler = FrameSampler(photos, scenes, config, np.random.default_rng([config.seed, epoch]))
-        return lambda: sampler.batch(config.batch_size)
-
-    metadata = {
-        "train_config": to_mapping(config),
-        "data_recipe": {
-            "images": "clean frames, no labels (unsupervised: the loss is the energy)",
-            "noise": f"{config.noise_fraction:.0%} of patches with Gaussian noise sigma "
-            f"U(0, {config.noise_max}) (ours)",
-            "augmentation": "random crops, flips, 90-degree rotations",
-            "edge_map": "public code's heuristic detector on each patch",
-            **data.frame_sources(options, len(photos)),
-        },
-        "loss": "E_d + lambda_f E_f + lambda_e E_e (paper Eq. 1), 8-bit units",
+def _data_recipe(config: SmoothTrainConfig) -> dict[str, Any]:
+    return {
+        "images": "clean frames, no labels (unsupervised: the loss is the energy)",
+        "noise": f"{config.noise_fraction:.0%} of patches with Gaussian noise sigma "
+        f"U(0, {config.noise_max}) (ours)",
+        "augmentation": "random crops, flips, 90-degree rotations",
+        "edge_map": "public code's heuristic detector on each patch",
     }
-    return fit_and_ship(
-        model,
-        spec,
-        batches_for_epoch=batches_for_epoch,
-        validation=energy_validation(validation, config.energy),
-        objective=EnergyObjective(config.energy),
-        schedule=schedule_for(config, options),
-        out_dir=options.out_dir,
-        metadata=metadata,
-        resume=options.resume,
-        progress=options.progress,
-    )
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -355,13 +291,11 @@ evaluation.METRIC_FORMATS.update(
 )
 
 
-def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[EvalRow]:
+def evaluate(run: EvalRun) -> list[EvalRow]:
     """Energy against direct Adam minimisation, and edges / flatness against a bilateral filter."""
     import json
 
-    spec = spec or get_restorer("smooth")
-    config = load_config(SmoothTrainConfig, spec.default_config, section="train").energy
-    model = load_restorer(spec, options.weights)
+    options, model, config = run.options, run.model, run.config.energy
     network = evaluation.network_method(model)
     metrics = SmoothingMetrics(config).as_metrics()
     frames = [
@@ -390,7 +324,7 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
             f"direct minimisation: Adam, {ADAM_ITERATIONS} steps per image "
             f"({ADAM_SIZE[0]}x{ADAM_SIZE[1]})",
             [(image, image) for image in small],
-            {"input": identity, "Adam": adam_minimiser(config), "smooth": network},
+            {"input": identity, "Adam": adam_minimiser(config), run.name: network},
             metrics,
         ),
         evaluation.score(
@@ -399,7 +333,7 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
             {
                 "input": identity,
                 "bilateral": lambda image: bilateral(image, config),
-                "smooth": network,
+                run.name: network,
             },
             metrics,
         ),
@@ -410,7 +344,7 @@ def evaluate(options: EvalOptions, spec: RestorerSpec | None = None) -> list[Eva
         example_methods = {
             "input": identity,
             "bilateral": lambda image: bilateral(image, config),
-            "smooth": network,
+            run.name: network,
             f"detail x{EXAMPLE_DETAIL_GAIN:g}": _detail_method(model, EXAMPLE_DETAIL_GAIN),
         }
         picks = [frames[0], frames[len(frames) // 2], frames[-1]]
@@ -443,5 +377,21 @@ def _even(image: np.ndarray) -> np.ndarray:
     return image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
 
 
-def format_table(rows: list[EvalRow]) -> str:
-    return evaluation.format_method_table(rows)
+RECIPE = Recipe(
+    train_config=SmoothTrainConfig,
+    sampler=FrameSampler,
+    describe=lambda network: f"width {network.width}, dilations {list(network.dilations)}",
+    data_recipe=_data_recipe,
+    loss=lambda config, objective: "E_d + lambda_f E_f + lambda_e E_e (paper Eq. 1), 8-bit units",
+    evaluate=evaluate,
+    objective=lambda config, vgg: EnergyObjective(config.energy),
+    validation=lambda batch, config: energy_validation(batch, config.energy),
+    tiny_network={"width": 8, "dilations": [2, 1]},
+    tiny_train={
+        "patch_size": 32,
+        "batch_size": 1,
+        "steps_per_epoch": 1,
+        "max_epochs": 1,
+        "validation_size": 1,
+    },
+)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from smokeclear.errors import UserError
+from smokeclear.registry import pair_layouts_help
 
 
 def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
@@ -28,9 +27,7 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
         type=Path,
         action="append",
         default=[],
-        help="folder of real pairs with matching names: blended/ + transmission/ "
-        "(dereflect), low/ + high/ (lowlight, LOL layout) or iphone/ + canon/ "
-        "(enhance, DPED layout); repeatable",
+        help=f"folder of real pairs with matching names: {pair_layouts_help()}; repeatable",
     )
     train.add_argument(
         "--vgg-weights",
@@ -66,8 +63,7 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
         type=Path,
         action="append",
         default=[],
-        help="also score real pairs: blended/ + transmission/ (dereflect), "
-        "low/ + high/ (lowlight) or iphone/ + canon/ (enhance); repeatable",
+        help=f"also score real pairs: {pair_layouts_help()}; repeatable",
     )
     evaluate.add_argument(
         "--frames-per-scene",
@@ -82,29 +78,24 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from smokeclear.registry import get_restorer, resolve
+    from smokeclear.registry import get_restorer
+    from smokeclear.train import driver
+    from smokeclear.train.options import TrainOptions
 
     spec = get_restorer(args.restorer)
-    recipe = resolve(f"{spec.recipe}:train")
-    options = recipe_options(
-        spec,
-        "TrainOptions",
-        {
-            "out_dir": args.out,
-            "clean_dirs": tuple(args.clean_dir),
-            "config_path": args.config,
-            "resume": args.resume,
-            "init_weights": args.init,
-            "max_epochs": args.max_epochs,
-            "steps_per_epoch": args.steps_per_epoch,
-            "progress": sys.stderr.isatty(),
-        },
-        {
-            "pairs_dirs": ("--pairs-dir", tuple(args.pairs_dir)),
-            "vgg_weights": ("--vgg-weights", args.vgg_weights),
-        },
+    options = TrainOptions(
+        out_dir=args.out,
+        clean_dirs=tuple(args.clean_dir),
+        config_path=args.config,
+        resume=args.resume,
+        init_weights=args.init,
+        max_epochs=args.max_epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        progress=sys.stderr.isatty(),
+        pairs_dirs=tuple(args.pairs_dir),
+        vgg_weights=args.vgg_weights,
     )
-    result = recipe(options, spec)
+    result = driver.train(spec, options)
     print(
         f"{spec.name}: {result.describe()} after {result.epochs} "
         f"epochs{' (early stop)' if result.stopped_early else ''}; weights in {args.out}"
@@ -112,49 +103,19 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def recipe_options(
-    spec: Any,
-    class_name: str,
-    common: dict[str, Any],
-    optional: dict[str, tuple[str, Any]],
-) -> Any:
-    """The recipe's options dataclass from ``common`` fields plus the ``optional`` ones
-    (field -> (flag, value)) it has; a flag given to a recipe without the field is an error.
-    """
-    import dataclasses
-
-    from smokeclear.registry import resolve
-
-    options_class = resolve(f"{spec.recipe}:{class_name}")
-    fields = {field.name for field in dataclasses.fields(options_class)}
-    values = dict(common)
-    for name, (flag, value) in optional.items():
-        if name in fields:
-            values[name] = value
-        elif value:
-            raise UserError(
-                f"{spec.name} does not take {flag}",
-                f"Leave {flag} out for {spec.name}.",
-            )
-    return options_class(**values)
-
-
 def command_eval(args: argparse.Namespace) -> int:
-    from smokeclear.registry import get_restorer, resolve
+    from smokeclear.registry import get_restorer
+    from smokeclear.train import driver
+    from smokeclear.train.options import EvalOptions
 
     spec = get_restorer(args.restorer)
-    options = recipe_options(
-        spec,
-        "EvalOptions",
-        {
-            "weights": args.weights,
-            "clean_dirs": tuple(args.clean_dir),
-            "frames_per_scene": args.frames_per_scene,
-            "json_path": args.json,
-            "examples_path": args.examples,
-        },
-        {"pairs_dirs": ("--pairs-dir", tuple(args.pairs_dir))},
+    options = EvalOptions(
+        weights=args.weights,
+        clean_dirs=tuple(args.clean_dir),
+        frames_per_scene=args.frames_per_scene,
+        json_path=args.json,
+        examples_path=args.examples,
+        pairs_dirs=tuple(args.pairs_dir),
     )
-    rows = resolve(f"{spec.recipe}:evaluate")(options, spec)
-    print(resolve(f"{spec.recipe}:format_table")(rows))
+    print(driver.format_table(spec, driver.evaluate(spec, options)))
     return 0

@@ -114,6 +114,25 @@ def load_restorer(spec: RestorerSpec, weights: Path | None = None) -> nn.Module:
     return module.eval()
 
 
+def deployment_module(
+    spec: RestorerSpec, weights: Path | None = None, detail_gain: float | None = None
+) -> nn.Module:
+    """The trained network of ``spec`` as it is deployed: eval mode, batch norms folded
+    into the convolutions where ``spec.fold_batchnorm``, and wrapped in the spec's detail
+    stage at ``detail_gain`` when both are given.
+
+    Shape:
+        ``(B, 3, H, W)`` RGB float in [0, 1] -> the same, H and W multiples of the
+        network's ``input_multiple``.
+    """
+    module = load_restorer(spec, weights)
+    if spec.fold_batchnorm:
+        module = module.fold_batchnorm()
+    if detail_gain is not None and spec.detail_stage is not None:
+        module = resolve(spec.detail_stage)(module, detail_gain)
+    return module.eval()
+
+
 def weights_metadata(path: Path) -> dict[str, Any]:
     """The decoded metadata of a weights file (config, data recipe, metrics)."""
     _, metadata = read_weights(path)

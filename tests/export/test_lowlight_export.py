@@ -11,44 +11,16 @@ import onnx
 import pytest
 import torch
 
-from smokeclear.export.fp16 import compare_models, convert_to_fp16, parity_inputs
-from smokeclear.export.onnx_export import check_parity, export_onnx
 from smokeclear.nets.lowlight import LowlightConfig, LowlightNet
-from smokeclear.nets.wrappers import WorkingResolution
 
 pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[torch.nn.Module, Path, Path]:
+def exported(export_restorer) -> tuple[torch.nn.Module, Path, Path]:
     torch.manual_seed(0)
     net = LowlightNet(LowlightConfig(width=2, edge_width=2, scale_channels=1, max_length=256))
-    module = WorkingResolution(net, 1).eval()
-    folder = tmp_path_factory.mktemp("lowlight")
-    fp32, fp16 = folder / "lowlight.onnx", folder / "lowlight.fp16.onnx"
-    export_onnx(module, fp32, {"restorers": "lowlight"})
-    convert_to_fp16(fp32, fp16)
-    return module, fp32, fp16
-
-
-def test_export_takes_any_multiple_of_8(exported):
-    _, path, _ = exported
-    model = onnx.load(str(path))
-    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert all(isinstance(d, str) and "8" in d for d in dims[2:]), f"H, W dynamic: {dims}"
-    assert {p.key: p.value for p in model.metadata_props}["input_multiple"] == "8"
-
-
-def test_onnxruntime_matches_pytorch_on_two_sizes(exported):
-    module, path, _ = exported
-    generator = torch.Generator().manual_seed(0)
-    inputs = [
-        torch.rand(1, 3, 48, 64, generator=generator),
-        torch.rand(1, 3, 32, 80, generator=generator),
-    ]
-    report = check_parity(module, path, inputs)
-    assert report.inputs == 2
-    assert report.max_abs_error < 1e-4, str(report)
+    return export_restorer(net, "lowlight")
 
 
 def test_the_scan_exports_without_loops_or_cumulative_sums(exported):
@@ -69,18 +41,10 @@ def test_fp16_runs_convolutions_in_fp16_and_keeps_the_scan_and_gates_fp32(export
     assert by_op["Conv"] == {False}, "every convolution runs in FP16"
 
 
-def test_the_converted_graph_feeds_convolutions_fp16_and_the_scan_fp32(exported):
+def test_the_converted_graph_feeds_convolutions_fp16_and_the_scan_fp32(exported, input_types_by_op):
     _, _, path = exported
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    graph = model.graph
-    elem_types = {
-        value.name: value.type.tensor_type.elem_type
-        for value in [*graph.value_info, *graph.input, *graph.output]
-    }
-    elem_types.update({init.name: init.data_type for init in graph.initializer})
-    by_op: dict[str, set[int]] = {}
-    for node in graph.node:
-        by_op.setdefault(node.op_type, set()).add(elem_types[node.input[0]])
+    graph = onnx.load(str(path)).graph
+    by_op = input_types_by_op(path)
     half, single = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
     for op in ("Conv", "ConvTranspose", "Relu"):
         assert by_op[op] == {half}, f"{op} should take FP16 tensors"
@@ -88,10 +52,3 @@ def test_the_converted_graph_feeds_convolutions_fp16_and_the_scan_fp32(exported)
         assert by_op[op] == {single}, f"{op} should take FP32 tensors"
     assert graph.input[0].type.tensor_type.elem_type == single, "FP32 input kept"
     assert graph.output[0].type.tensor_type.elem_type == single, "FP32 output kept"
-
-
-def test_fp16_model_stays_close_to_fp32(exported):
-    _, fp32, fp16 = exported
-    inputs = parity_inputs(8)
-    report = compare_models(fp32, fp16, inputs)
-    assert report.psnr_db > 50, str(report)

@@ -7,7 +7,8 @@ import torch
 
 from smokeclear.errors import UserError
 from smokeclear.train import data
-from smokeclear.train.desmoke import PairSampler
+from smokeclear.train.desmoke import DesmokeTrainConfig, PairSampler
+from smokeclear.train.recipe import TrainingFrames
 
 
 def test_split_is_deterministic_and_roughly_70_10_20():
@@ -51,7 +52,8 @@ def test_pair_sampler_is_deterministic_and_adds_smoke():
     scenes = [LaparoscopicScene(96, 64, seed=1)]
     draws = []
     for _ in range(2):
-        sampler = PairSampler(photos, scenes, 32, 0.5, np.random.default_rng(9))
+        config = DesmokeTrainConfig(patch_size=32, scene_fraction=0.5)
+        sampler = PairSampler(TrainingFrames(photos, scenes), config, np.random.default_rng(9))
         draws.append(sampler.batch(6))
     np.testing.assert_array_equal(draws[0][0].numpy(), draws[1][0].numpy())
     smoky, clean = draws[0]

@@ -1,14 +1,10 @@
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from smokeclear.cli import main
-from smokeclear.errors import UserError
 from smokeclear.nets.dereflect import DereflectConfig, DereflectNet, IterationOutput
-from smokeclear.nets.loading import save_weights, weights_metadata
+from smokeclear.nets.loading import save_weights
 from smokeclear.registry import get_restorer
 from smokeclear.train import dereflect
 from smokeclear.train.dereflect import (
@@ -20,6 +16,7 @@ from smokeclear.train.dereflect import (
     mix_loss,
 )
 from smokeclear.train.loop import Schedule, fit
+from smokeclear.train.recipe import TrainingFrames
 
 TINY_CONFIG = """\
 network: {width: 2, se_blocks: 1, iterations: 2}
@@ -77,7 +74,9 @@ def test_sampler_batches_are_in_range_deterministic_and_follow_eq_6():
     scenes = dereflect.data.scenes_for("train", 96, 64)[:1]
 
     def draw(seed):
-        return ReflectionSampler([], scenes, [], config, np.random.default_rng(seed)).batch(3)
+        return ReflectionSampler(
+            TrainingFrames([], scenes), config, np.random.default_rng(seed)
+        ).batch(3)
 
     batch = draw(5)
     assert batch.blended.shape == batch.transmission.shape == batch.reflection.shape
@@ -103,9 +102,8 @@ def test_objective_steps_the_discriminator_and_clips_the_laplacian_gradient():
     net = DereflectNet(DereflectConfig(width=2, se_blocks=1, iterations=2))
     config = DereflectTrainConfig(laplacian_clip=1e-3, discriminator_width=4)
     objective = DereflectObjective(config, vgg=None)
-    sampler = ReflectionSampler(
-        [], dereflect.data.scenes_for("train", 96, 64)[:1], [], DereflectTrainConfig(32)
-    )
+    scenes = dereflect.data.scenes_for("train", 96, 64)[:1]
+    sampler = ReflectionSampler(TrainingFrames([], scenes), DereflectTrainConfig(32))
     before = [p.clone() for p in objective.adversary.discriminator.parameters()]
     loss = objective(net, sampler.batch(2))
     loss.backward()
@@ -149,94 +147,29 @@ def test_fit_takes_a_loss_or_an_objective_not_both(tmp_path):
         )
 
 
-def write_pairs(root: Path, names=("a.png", "b.png"), size=(40, 32)) -> Path:
-    rng = np.random.default_rng(0)
-    for folder in ("blended", "transmission"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for name in names:
-            image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-            cv2.imwrite(str(root / folder / name), image)
-    return root
-
-
-def test_real_pair_folders_load_and_bad_ones_say_what_is_wrong(tmp_path):
-    pairs = dereflect.load_real_pairs(write_pairs(tmp_path / "ok"))
-    assert [name for name, _, _ in pairs] == ["a.png", "b.png"]
-    assert pairs[0][1].shape == (32, 40, 3) and pairs[0][1].dtype == np.float32
-    (tmp_path / "half" / "blended").mkdir(parents=True)
-    with pytest.raises(UserError, match="no transmission/ folder"):
-        dereflect.load_real_pairs(tmp_path / "half")
-    write_pairs(tmp_path / "other", names=("a.png",))
-    (tmp_path / "other" / "transmission" / "a.png").rename(
-        tmp_path / "other" / "transmission" / "z.png"
-    )
-    with pytest.raises(UserError, match="no matching file names"):
-        dereflect.load_real_pairs(tmp_path / "other")
-    with pytest.raises(UserError, match="is not a folder"):
-        dereflect.load_real_pairs(tmp_path / "missing")
-
-
-def test_train_writes_fp16_weights_that_record_the_perceptual_loss_is_off(tmp_path, caplog):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG)
-    pairs = write_pairs(tmp_path / "pairs", size=(48, 48))
-    code = main(
-        [
-            "train",
-            "dereflect",
-            "--out",
-            str(tmp_path / "run"),
-            "--config",
-            str(config),
-            "--pairs-dir",
-            str(pairs),
-        ]
-    )
-    assert code == 0
-    assert "PERCEPTUAL LOSS OFF" in caplog.text
-    weights = tmp_path / "run" / "dereflect.safetensors"
-    metadata = weights_metadata(weights)
-    assert metadata["loss"]["perceptual"] == "off"
-    assert metadata["data_recipe"]["real_pairs"] == 2
-    assert metadata["network_config"]["width"] == 2
-
-
-def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, capsys):
+def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, run_eval, write_pairs):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG)
     net = DereflectNet(DereflectConfig(width=2, se_blocks=1, iterations=1)).eval()
     weights = tmp_path / "w.safetensors"
     save_weights(net, weights, get_restorer("dereflect"), {})
-    pairs = write_pairs(tmp_path / "pairs")
-    code = main(
-        [
-            "eval",
-            "dereflect",
-            "--weights",
-            str(weights),
-            "--frames-per-scene",
-            "1",
-            "--pairs-dir",
-            str(pairs),
-            "--json",
-            str(tmp_path / "eval.json"),
-            "--examples",
-            str(tmp_path / "examples.png"),
-        ]
+    pairs = write_pairs(tmp_path / "pairs", ("blended", "transmission"))
+    code, table = run_eval(
+        "dereflect",
+        weights,
+        "--pairs-dir",
+        pairs,
+        "--json",
+        tmp_path / "eval.json",
+        "--examples",
+        tmp_path / "examples.png",
     )
-    table = capsys.readouterr().out
     assert code == 0
     grid = cv2.imread(str(tmp_path / "examples.png"))
     assert grid.shape == (3 * 288, 4 * 512, 3), "3 data sets x (3 methods + clean), scene size"
     for label in ("synthetic reflections", "scene highlights", "real pairs: pairs"):
         assert label in table
     assert "inpaint PSNR" in table and "dereflect SSIM" in table
-
-
-def test_desmoke_refuses_options_it_has_no_use_for(tmp_path, capsys):
-    code = main(["train", "desmoke", "--out", str(tmp_path), "--pairs-dir", str(tmp_path)])
-    assert code == 2
-    assert "desmoke does not take --pairs-dir" in capsys.readouterr().err
 
 
 def test_inpaint_baseline_fills_saturated_spots():

@@ -1,29 +1,27 @@
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from smokeclear.cli import main
-from smokeclear.errors import UserError
+from smokeclear.config import to_mapping
 from smokeclear.nets.enhance import EnhanceConfig, EnhanceNet
-from smokeclear.nets.loading import read_weights, save_weights, weights_metadata
+from smokeclear.nets.loading import save_weights
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.weak_camera import NO_FAULTS
 from smokeclear.train import data
 from smokeclear.train.enhance import (
     EVAL_FAULTS,
+    RECIPE,
     EnhanceObjective,
     EnhanceTrainConfig,
     WeakCameraSampler,
     auto_levels,
-    load_real_pairs,
 )
 from smokeclear.train.enhance_losses import color_loss, pixel_loss, tv_loss
 from smokeclear.train.losses import generator_loss
+from smokeclear.train.recipe import TrainingFrames
 
 TINY_CONFIG = """\
 network: {width: 4, blocks: 1}
@@ -135,9 +133,9 @@ def test_sampler_degrades_clean_patches_and_is_deterministic():
     config = tiny_config(identity_fraction=0.0)
 
     def draw(seed: int):
-        return WeakCameraSampler([], tiny_scenes(), [], config, np.random.default_rng(seed)).batch(
-            3
-        )
+        return WeakCameraSampler(
+            TrainingFrames([], tiny_scenes()), config, np.random.default_rng(seed)
+        ).batch(3)
 
     weak, clean = draw(5)
     assert weak.shape == clean.shape == (3, 3, 32, 32) and weak.dtype == torch.float32
@@ -150,14 +148,14 @@ def test_sampler_degrades_clean_patches_and_is_deterministic():
 
 def test_identity_patches_pass_unchanged():
     config = tiny_config(identity_fraction=1.0)
-    sampler = WeakCameraSampler([], tiny_scenes(), [], config, np.random.default_rng(0))
+    sampler = WeakCameraSampler(TrainingFrames([], tiny_scenes()), config, np.random.default_rng(0))
     weak, clean = sampler.batch(2)
     assert torch.equal(weak, clean)
 
 
 def test_sampler_uses_the_configured_faults():
     config = tiny_config(identity_fraction=0.0, faults=NO_FAULTS)
-    weak, clean = WeakCameraSampler([], tiny_scenes(), [], config).batch(2)
+    weak, clean = WeakCameraSampler(TrainingFrames([], tiny_scenes()), config).batch(2)
     torch.testing.assert_close(weak, clean, atol=1e-6, rtol=0)
 
 
@@ -165,7 +163,9 @@ def test_sampler_takes_real_pairs_when_real_fraction_is_one():
     weak = np.full((40, 48, 3), 0.3, np.float32)
     good = np.full((40, 48, 3), 0.7, np.float32)
     config = tiny_config(real_fraction=1.0)
-    sampler = WeakCameraSampler([], tiny_scenes(), [(weak, good)], config, np.random.default_rng(0))
+    sampler = WeakCameraSampler(
+        TrainingFrames([], tiny_scenes(), [(weak, good)]), config, np.random.default_rng(0)
+    )
     inputs, targets = sampler.batch(2)
     assert torch.equal(inputs, torch.full_like(inputs, 0.3)), "the phone image is the input"
     assert torch.equal(targets, torch.full_like(targets, 0.7)), "the DSLR image is the target"
@@ -178,36 +178,6 @@ def test_sampler_takes_real_pairs_when_real_fraction_is_one():
 def test_bad_train_config_is_refused(overrides):
     with pytest.raises(ValueError):
         EnhanceTrainConfig(**overrides)
-
-
-def write_pairs(root: Path, folders=("iphone", "canon"), names=("0.jpg", "1.jpg")) -> Path:
-    rng = np.random.default_rng(0)
-    for folder in folders:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for name in names:
-            image = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
-            if folder == folders[0]:
-                image = image // 2 + 40  # the flat one
-            cv2.imwrite(str(root / folder / name), image)
-    return root
-
-
-@pytest.mark.parametrize(
-    "folders",
-    [("iphone", "canon"), ("blackberry", "canon"), ("sony", "canon"), ("input", "target")],
-)
-def test_real_pairs_load_from_the_dped_layout(tmp_path, folders):
-    pairs = load_real_pairs(write_pairs(tmp_path / "training_data", folders))
-    assert [name for name, _, _ in pairs] == ["0.jpg", "1.jpg"]
-    _, weak, good = pairs[0]
-    assert weak.shape == good.shape == (40, 48, 3)
-    assert weak.std() < good.std(), "(name, weak, good): the phone image comes first"
-
-
-def test_a_folder_without_a_good_camera_says_so(tmp_path):
-    (tmp_path / "half" / "iphone").mkdir(parents=True)
-    with pytest.raises(UserError, match="no canon/ folder"):
-        load_real_pairs(tmp_path / "half")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -233,54 +203,13 @@ def test_eval_sets_are_the_whole_camera_then_each_fault_alone():
     assert noise.read_noise[1] > 0
 
 
-def test_train_writes_fp16_weights_that_record_the_content_loss_is_off(tmp_path, caplog):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG)
-    pairs = write_pairs(tmp_path / "dped")
-    code = main(
-        [
-            "train",
-            "enhance",
-            "--out",
-            str(tmp_path / "run"),
-            "--config",
-            str(config),
-            "--pairs-dir",
-            str(pairs),
-        ]
-    )
-    assert code == 0
-    assert "PERCEPTUAL LOSS OFF" in caplog.text
-    weights = tmp_path / "run" / "enhance.safetensors"
-    tensors, _ = read_weights(weights)
-    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
-    metadata = weights_metadata(weights)
-    assert metadata["loss"]["content"] == "off"
-    assert metadata["loss"]["terms"] == "1 content + 0.4 texture + 0.1 color + 400 tv"
-    assert metadata["data_recipe"]["real_pairs"] == 2, "the DPED folder was read"
-    assert metadata["network_config"] == {"width": 4, "blocks": 1}
-    assert metadata["train_config"]["faults"]["jpeg_fraction"] == 0.7
-
-
-def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, capsys):
+def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, run_eval, write_pairs):
     weights = tmp_path / "w.safetensors"
     save_weights(tiny_net().eval(), weights, get_restorer("enhance"), {})
-    pairs = write_pairs(tmp_path / "dped")
-    code = main(
-        [
-            "eval",
-            "enhance",
-            "--weights",
-            str(weights),
-            "--frames-per-scene",
-            "1",
-            "--pairs-dir",
-            str(pairs),
-            "--json",
-            str(tmp_path / "eval.json"),
-        ]
+    pairs = write_pairs(tmp_path / "dped", ("iphone", "canon"))
+    code, table = run_eval(
+        "enhance", weights, "--pairs-dir", pairs, "--json", tmp_path / "eval.json"
     )
-    table = capsys.readouterr().out
     assert code == 0
     for text in (*EVAL_FAULTS, "real pairs: dped"):
         assert text in table
@@ -290,3 +219,10 @@ def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, capsys):
     assert [row["images"] for row in rows] == [4, 4, 4, 4, 4, 2], "4 test scenes; 2 pairs"
     veil = rows[2]["scores"]
     assert veil["auto levels"]["psnr"][0] != veil["input"]["psnr"][0]
+
+
+def test_the_metadata_records_the_loss_terms_and_the_weak_camera():
+    config = EnhanceTrainConfig()
+    loss = RECIPE.loss(config, EnhanceObjective(config, vgg=None))
+    assert loss["terms"] == "1 content + 0.4 texture + 0.1 color + 400 tv"
+    assert to_mapping(config)["faults"]["jpeg_fraction"] == 0.7

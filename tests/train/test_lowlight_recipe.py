@@ -1,19 +1,15 @@
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from smokeclear.cli import main
-from smokeclear.errors import UserError
-from smokeclear.nets.loading import read_weights, save_weights, weights_metadata
+from smokeclear.nets.loading import save_weights
 from smokeclear.nets.lowlight import LowlightConfig, LowlightNet
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.lowlight import darken
-from smokeclear.train import evaluation, lowlight
+from smokeclear.train import driver, evaluation, lowlight
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.losses import generator_loss
 from smokeclear.train.lowlight import (
@@ -24,12 +20,11 @@ from smokeclear.train.lowlight import (
     LowlightTrainConfig,
     clahe,
     darken_for_training,
-    format_table,
     gamma_inverse,
-    load_real_pairs,
     perceptual_mse,
 )
 from smokeclear.train.metrics import hsv_mse
+from smokeclear.train.recipe import TrainingFrames
 
 # patch_size 128, not 32: the Table I discriminator cannot score patches under 128 px
 # (see test_patches_the_discriminator_cannot_score_are_refused_up_front).
@@ -249,7 +244,7 @@ def test_sampler_batches_are_in_range_deterministic_and_darker():
     scenes = tiny_scenes()
 
     def draw(seed):
-        return DarkSampler([], scenes, [], config, np.random.default_rng(seed)).batch(6)
+        return DarkSampler(TrainingFrames([], scenes), config, np.random.default_rng(seed)).batch(6)
 
     dark, clean = draw(5)
     assert dark.shape == clean.shape == (6, 3, 32, 32)
@@ -266,20 +261,26 @@ def test_sampler_takes_real_pairs_when_real_fraction_is_one():
     low = np.full((40, 48, 3), 0.1, np.float32)
     high = np.full((40, 48, 3), 0.8, np.float32)
     config = LowlightTrainConfig(patch_size=32, adversarial_weight=0, real_fraction=1.0)
-    sampler = DarkSampler([], tiny_scenes(), [(low, high)], config, np.random.default_rng(0))
+    sampler = DarkSampler(
+        TrainingFrames([], tiny_scenes(), [(low, high)]), config, np.random.default_rng(0)
+    )
     dark, clean = sampler.batch(3)
     assert dark.shape == (3, 3, 32, 32)
     assert torch.equal(dark, torch.full_like(dark, 0.1)), "the low image is the input"
     assert torch.equal(clean, torch.full_like(clean, 0.8)), "the high image is the target"
     never = LowlightTrainConfig(patch_size=32, adversarial_weight=0, real_fraction=0.0)
-    sampler = DarkSampler([], tiny_scenes(), [(low, high)], never, np.random.default_rng(0))
+    sampler = DarkSampler(
+        TrainingFrames([], tiny_scenes(), [(low, high)]), never, np.random.default_rng(0)
+    )
     assert not torch.equal(sampler.batch(2)[1], torch.full((2, 3, 32, 32), 0.8))
 
 
 def test_sampler_takes_photos_when_scene_fraction_is_zero():
     photo = np.full((48, 48, 3), 0.6, np.float32)
     config = LowlightTrainConfig(patch_size=32, adversarial_weight=0, scene_fraction=0.0)
-    _, clean = DarkSampler([photo], tiny_scenes(), [], config, np.random.default_rng(0)).batch(2)
+    _, clean = DarkSampler(
+        TrainingFrames([photo], tiny_scenes()), config, np.random.default_rng(0)
+    ).batch(2)
     assert torch.equal(clean, torch.full_like(clean, 0.6))
 
 
@@ -296,49 +297,6 @@ def test_sampler_takes_photos_when_scene_fraction_is_zero():
 def test_bad_train_config_is_refused(overrides):
     with pytest.raises(ValueError):
         LowlightTrainConfig(**overrides)
-
-
-def write_lol(root: Path, folders=("low", "high"), names=("a.png", "b.png"), size=(40, 32)) -> Path:
-    rng = np.random.default_rng(0)
-    for folder in folders:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for name in names:
-            image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-            if folder == folders[0]:
-                image //= 8  # the dark one
-            cv2.imwrite(str(root / folder / name), image)
-    return root
-
-
-def test_real_pairs_load_from_the_lol_layout(tmp_path):
-    pairs = load_real_pairs(write_lol(tmp_path / "lol"))
-    assert [name for name, _, _ in pairs] == ["a.png", "b.png"]
-    name, low, high = pairs[0]
-    assert low.shape == high.shape == (32, 40, 3) and low.dtype == np.float32
-    assert low.mean() < high.mean(), "(name, low, high): the low image comes first"
-    expected = cv2.cvtColor(cv2.imread(str(tmp_path / "lol" / "low" / name)), cv2.COLOR_BGR2RGB)
-    np.testing.assert_allclose(low, expected / 255.0, atol=1e-6)
-
-
-@pytest.mark.parametrize("folders", [("input", "gt"), ("dark", "normal"), ("low", "target")])
-def test_real_pairs_accept_the_alternative_folder_names(tmp_path, folders):
-    assert len(load_real_pairs(write_lol(tmp_path / "pairs", folders))) == 2
-
-
-def test_bad_real_pair_folders_say_what_is_wrong(tmp_path):
-    with pytest.raises(UserError, match="is not a folder"):
-        load_real_pairs(tmp_path / "missing")
-    (tmp_path / "half" / "low").mkdir(parents=True)
-    with pytest.raises(UserError, match="no high/ folder"):
-        load_real_pairs(tmp_path / "half")
-    write_lol(tmp_path / "other", names=("a.png",))
-    (tmp_path / "other" / "high" / "a.png").rename(tmp_path / "other" / "high" / "z.png")
-    with pytest.raises(UserError, match="no matching file names"):
-        load_real_pairs(tmp_path / "other")
-    write_lol(tmp_path / "sizes", names=("a.png",))
-    cv2.imwrite(str(tmp_path / "sizes" / "high" / "a.png"), np.zeros((24, 40, 3), np.uint8))
-    with pytest.raises(UserError, match="differ in size"):
-        load_real_pairs(tmp_path / "sizes")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -384,7 +342,7 @@ def test_format_table_has_a_block_per_set_and_a_row_per_method(rng):
     ]
     assert set(rows[0].scores["input"]) == set(METRICS)
     assert rows[0].scores["gamma inverse"]["psnr"][0] > rows[0].scores["input"]["psnr"][0]
-    table = format_table(rows)
+    table = driver.format_table(get_restorer("lowlight"), rows)
     lines = table.splitlines()
     assert "paper protocol (2 images)" in lines and "by hand (1 images)" in lines
     headers = [line for line in lines if line.startswith("| method |")]
@@ -399,55 +357,14 @@ def test_format_table_has_a_block_per_set_and_a_row_per_method(rng):
 # --------------------------------------------------------------------------- CLI
 
 
-def test_train_writes_fp16_weights_that_record_the_perceptual_loss_is_off(tmp_path, caplog):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG)
-    pairs = write_lol(tmp_path / "lol", size=(48, 48))
-    code = main(
-        [
-            "train",
-            "lowlight",
-            "--out",
-            str(tmp_path / "run"),
-            "--config",
-            str(config),
-            "--pairs-dir",
-            str(pairs),
-        ]
-    )
-    assert code == 0
-    assert "PERCEPTUAL LOSS OFF" in caplog.text
-    weights = tmp_path / "run" / "lowlight.safetensors"
-    tensors, _ = read_weights(weights)
-    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
-    metadata = weights_metadata(weights)
-    assert metadata["loss"]["perceptual"] == "off"
-    assert metadata["data_recipe"]["real_pairs"] == 2, "the LOL folder was read"
-    assert metadata["network_config"]["width"] == 2
-    assert metadata["network_config"]["edge_width"] == 2
-    assert metadata["train_config"]["adversarial_weight"] == 0.001
-
-
-def test_eval_scores_input_baselines_and_model_on_every_set(tmp_path, capsys):
+def test_eval_scores_input_baselines_and_model_on_every_set(tmp_path, run_eval, write_pairs):
     net = tiny_net().eval()
     weights = tmp_path / "w.safetensors"
     save_weights(net, weights, get_restorer("lowlight"), {})
-    pairs = write_lol(tmp_path / "lol")
-    code = main(
-        [
-            "eval",
-            "lowlight",
-            "--weights",
-            str(weights),
-            "--frames-per-scene",
-            "1",
-            "--pairs-dir",
-            str(pairs),
-            "--json",
-            str(tmp_path / "eval.json"),
-        ]
+    pairs = write_pairs(tmp_path / "lol", ("low", "high"))
+    code, table = run_eval(
+        "lowlight", weights, "--pairs-dir", pairs, "--json", tmp_path / "eval.json"
     )
-    table = capsys.readouterr().out
     assert code == 0
     for text in ("paper protocol", "dark cavities", "real pairs: lol"):
         assert text in table

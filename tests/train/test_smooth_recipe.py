@@ -12,17 +12,17 @@ from smokeclear.errors import UserError
 from smokeclear.nets.loading import read_weights, weights_metadata
 from smokeclear.nets.smooth import PAPER_DILATIONS, SmoothConfig, SmoothNet
 from smokeclear.registry import get_restorer
-from smokeclear.train import data
+from smokeclear.train import data, driver
+from smokeclear.train.options import TrainOptions
+from smokeclear.train.recipe import TrainingFrames
 from smokeclear.train.smooth import (
     EnergyObjective,
     FrameSampler,
     SmoothingMetrics,
     SmoothTrainConfig,
-    TrainOptions,
     adam_minimiser,
     bilateral,
     energy_validation,
-    train,
 )
 from smokeclear.train.smooth_energy import EnergyConfig, edge_map_of, energy
 
@@ -112,7 +112,9 @@ def test_sampler_batches_have_the_documented_shapes_and_are_deterministic():
     scenes = tiny_scenes()
 
     def draw(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return FrameSampler([], scenes, config, np.random.default_rng(seed)).batch(3)
+        return FrameSampler(TrainingFrames([], scenes), config, np.random.default_rng(seed)).batch(
+            3
+        )
 
     images, edge_maps = draw(5)
     assert images.shape == (3, 3, 32, 32) and images.dtype == torch.float32
@@ -129,9 +131,8 @@ def test_sampler_batches_have_the_documented_shapes_and_are_deterministic():
 def test_sampler_takes_photos_when_scene_fraction_is_zero():
     photo = np.full((40, 48, 3), 0.6, np.float32)
     config = SmoothTrainConfig(patch_size=32, scene_fraction=0.0, noise_fraction=0.0)
-    images, edge_maps = FrameSampler(
-        [photo], tiny_scenes(), config, np.random.default_rng(0)
-    ).batch(2)
+    frames = TrainingFrames([photo], tiny_scenes())
+    images, edge_maps = FrameSampler(frames, config, np.random.default_rng(0)).batch(2)
     assert torch.equal(images, torch.full_like(images, 0.6)), "expected crops of the photo"
     assert not edge_maps.any(), "a flat photo has no important edges"
 
@@ -141,7 +142,9 @@ def test_sampler_takes_photos_when_scene_fraction_is_zero():
 
 def test_energy_objective_is_a_differentiable_scalar_and_records_its_terms():
     config = SmoothTrainConfig(patch_size=32)
-    batch = FrameSampler([], tiny_scenes(), config, np.random.default_rng(0)).batch(2)
+    batch = FrameSampler(TrainingFrames([], tiny_scenes()), config, np.random.default_rng(0)).batch(
+        2
+    )
     model = tiny_net().eval()
     objective = EnergyObjective(SMALL_ENERGY)
     loss = objective(model, batch)
@@ -167,7 +170,9 @@ class AddFixedNoise(nn.Module):
 
 def test_energy_validation_scores_minus_the_mean_energy():
     config = SmoothTrainConfig(patch_size=32)
-    images, edge_maps = FrameSampler([], tiny_scenes(), config, np.random.default_rng(1)).batch(2)
+    images, edge_maps = FrameSampler(
+        TrainingFrames([], tiny_scenes()), config, np.random.default_rng(1)
+    ).batch(2)
     validation = energy_validation((images, edge_maps), SMALL_ENERGY)
     assert validation.key == "val_neg_energy" and validation.label == "-energy"
     model = tiny_net().train()
@@ -241,7 +246,7 @@ def test_train_writes_fp16_weights_with_the_validation_energy(tmp_path):
     options = TrainOptions(
         out_dir=out, max_epochs=1, steps_per_epoch=2, config_path=config_path, progress=False
     )
-    result = train(options)
+    result = driver.train(get_restorer("smooth"), options)
     weights = out / "smooth.safetensors"
     assert weights.is_file(), "expected out_dir/smooth.safetensors"
     metadata = weights_metadata(weights)
