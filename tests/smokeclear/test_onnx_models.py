@@ -66,7 +66,7 @@ def test_a_model_of_changed_code_is_stale(shipped, monkeypatch):
 
 def test_another_work_scale_is_not_the_shipped_model(shipped):
     request, _ = shipped
-    half = EngineRequest(request.restorers, work_divisor=2, weights=request.weights)
+    half = EngineRequest(request.restorers, work_scale=0.5, weights=request.weights)
     assert shipped_onnx(half) is None
 
 
