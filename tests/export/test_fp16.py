@@ -149,7 +149,7 @@ class TinyConvNet(nn.Module):
         return image + self.body(image)
 
 
-def test_working_resolution_guided_upsampling_stays_fp32(tmp_path):
+def test_work_scale_guided_upsampling_stays_fp32(tmp_path):
     torch.manual_seed(0)
     module = WorkScale(TinyConvNet(), 0.5).eval()
     fp32_path = tmp_path / "half.onnx"
