@@ -41,7 +41,7 @@ class BenchConfig:
     matmul_seconds: float = 3.0
     matmul_size: int | None = None  # default: 8192 (FP16, GPU), 2048 (FP32, CPU)
     device: str = "cpu"
-    work_divisor: int = 1
+    work_scale: float = 1.0
     threads: int | None = None  # torch and onnxruntime CPU threads; None: theirs
     weights: dict[str, Path] = field(default_factory=dict)
     quick: bool = False
@@ -81,7 +81,7 @@ class BenchConfig:
             "--device",
             self.device,
             "--work-scale",
-            {1: "1", 2: "0.5", 4: "0.25"}[self.work_divisor],
+            f"{self.work_scale:g}",
         ]
         if self.threads:
             parts += ["--threads", str(self.threads)]
@@ -116,7 +116,7 @@ def make_config(
     iterations: int | None = None,
     warmup: int | None = None,
     matmul_seconds: float | None = None,
-    work_divisor: int = 1,
+    work_scale: float = 1.0,
     threads: int | None = None,
     weights: dict[str, Path] | None = None,
 ) -> BenchConfig:
@@ -177,7 +177,7 @@ def make_config(
         warmup=warmup if warmup is not None else (3 if quick else 10),
         matmul_seconds=matmul_seconds if matmul_seconds is not None else (1.0 if quick else 3.0),
         device=device,
-        work_divisor=work_divisor,
+        work_scale=work_scale,
         threads=threads,
         weights=dict(weights or {}),
         quick=quick,

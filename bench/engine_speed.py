@@ -42,7 +42,7 @@ def measure(
         "backend_reason": choice.reason,
         "width": width,
         "height": height,
-        "work_divisor": request.work_divisor,
+        "work_scale": request.work_scale,
         "iterations": iterations,
         "fps": 1.0 / mean_total_s,
         "latency_ms": stats,
@@ -143,7 +143,7 @@ def print_engine_speed(
         infer = result["latency_ms"]["infer"]
         print(
             f"{result['restorers']} {result['engine']} {width}x{height} "
-            f"work 1/{request.work_divisor}: {result['fps']:.1f} fps, total p50 "
+            f"work scale {request.work_scale:g}: {result['fps']:.1f} fps, total p50 "
             f"{total['p50']:.2f} p99 {total['p99']:.2f} ms, infer p50 {infer['p50']:.2f} ms"
         )
     if json_path:

@@ -171,6 +171,6 @@ def engine_request(config: BenchConfig, chain: str) -> EngineRequest:
     return EngineRequest(
         specs,
         device=config.device,
-        work_divisor=config.work_divisor,
+        work_scale=config.work_scale,
         weights={name: path for name, path in config.weights.items() if name in names},
     )

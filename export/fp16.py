@@ -16,7 +16,7 @@ Which nodes run in FP16 (the rule; everything else stays FP32):
 
 Arithmetic written by hand in a smokeclear ``forward`` stays FP32: the guided-filter
 Laplacian pyramid (box means, variances, ``a = cov / (var + eps)``), the residual
-``image + correction``, working-resolution pooling and fast guided upsampling, chain
+``image + correction``, work-scale pooling and fast guided upsampling, chain
 clamps. So do normalisation ops that survive export (instance-norm variance overflows
 FP16; TensorRT #1954, #2691), nodes under a module scope whose name starts with one of
 the restorer's ``fp32_modules``, nodes without exporter metadata, and any node named in

@@ -4,7 +4,7 @@ A first run should not wait for an export (about 17 s, and torch on the box): th
 wheel carries every registered restorer's FP32 model at work scale 1 (the GPU
 default) and 0.5 (the CPU default), about 11 MB in all. Each file is
 ``smokeclear/models/STEM.onnx`` and records its provenance (weights, sources, work
-divisor, output mode; :func:`smokeclear.onnx_models.provenance`), so the runtime uses
+scale, output mode; :func:`smokeclear.onnx_models.provenance`), so the runtime uses
 it only for exactly those inputs, and ``tests/smokeclear/test_onnx_models.py`` fails
 when one is stale. TensorRT converts it to FP16 on first use, without torch.
 
@@ -25,18 +25,18 @@ from smokeclear.onnx_models import SHIPPED_DIR, model_metadata, provenance, stal
 from smokeclear.registry import REGISTRY
 from smokeclear.runtime import EngineRequest
 
-#: Work divisors shipped: 1 is the GPU profile's default, 2 the CPU profile's.
-SHIPPED_DIVISORS = (1, 2)
+#: Work scales shipped: 1 is the GPU profile's default, 0.5 the CPU profile's.
+SHIPPED_WORK_SCALES = (1.0, 0.5)
 #: Above this the wheel carries more model than the default runs need.
 SIZE_BUDGET_BYTES = 12 * 1024 * 1024
 
 
 def shipped_requests() -> list[EngineRequest]:
-    """Every registered restorer alone, shipped weights, at each shipped divisor."""
+    """Every registered restorer alone, shipped weights, at each shipped work scale."""
     return [
-        EngineRequest((spec,), work_divisor=divisor)
+        EngineRequest((spec,), work_scale=scale)
         for spec in REGISTRY.values()
-        for divisor in SHIPPED_DIVISORS
+        for scale in SHIPPED_WORK_SCALES
     ]
 
 

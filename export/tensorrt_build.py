@@ -60,7 +60,7 @@ def parse_frame_size(text: str) -> tuple[int, int]:
 
 
 def shape_profile(
-    sizes: Sequence[str | tuple[int, int]], multiple: int, divisor: int = 1
+    sizes: Sequence[str | tuple[int, int]], multiple: int, work_scale: float = 1.0
 ) -> ShapeProfile:
     """The (min, opt, max) NCHW input shapes that cover ``sizes``.
 
@@ -72,19 +72,19 @@ def shape_profile(
     Args:
         sizes: frame sizes as ``"WIDTHxHEIGHT"`` strings or ``(width, height)``.
         multiple: input multiple of the network.
-        divisor: working-resolution divisor applied inside the model; the padded
-            multiple is ``multiple * divisor``. Pass 1 when ``multiple`` already
+        work_scale: work scale applied inside the model (1, 0.5, 0.25); the padded
+            multiple is ``multiple / work_scale``. Pass 1 when ``multiple`` already
             includes it, as the ONNX metadata ``input_multiple`` does.
 
     Shape:
         each of the three: ``(1, 3, H', W')`` with H', W' multiples of
-        ``multiple * divisor``.
+        ``multiple / work_scale``.
     """
-    if multiple < 1 or divisor < 1:
-        raise ValueError(f"multiple and divisor must be >= 1, got {multiple} and {divisor}")
+    if multiple < 1 or not 0 < work_scale <= 1:
+        raise ValueError(f"need multiple >= 1 and 0 < work_scale <= 1: {multiple}, {work_scale}")
     if not sizes:
         raise UserError("no frame sizes given", "Give at least one, e.g. --sizes 1280x720.")
-    step = multiple * divisor
+    step = multiple * round(1 / work_scale)
     padded: list[tuple[int, int]] = []
     for size in sizes:
         width, height = parse_frame_size(size) if isinstance(size, str) else size

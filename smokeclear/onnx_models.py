@@ -9,7 +9,7 @@ box needs neither torch nor the networks' code. :func:`find_onnx` looks, in orde
 2. **shipped**: ``smokeclear/models/STEM.onnx`` (package data, written by
    ``python -m smokeclear.export.ship``), used only when its provenance metadata
    equals the request's: the sha256 of every weights file, of the exporter's and
-   networks' sources (which hold the opset), the work divisor and the output mode.
+   networks' sources (which hold the opset), the work scale and the output mode.
    Other ``--weights`` than the shipped ones therefore never use a shipped model.
 3. **cached**: ``$SMOKECLEAR_CACHE/onnx/STEM-KEY.onnx``, keyed by that same provenance.
 
@@ -48,7 +48,7 @@ EXPORT_SOURCES = (
 #: Metadata keys that say what a model was exported from (see :func:`provenance`).
 PROVENANCE_KEYS = (
     "restorers",
-    "work_divisor",
+    "work_scale",
     "detail",
     "frame_io",
     "weights_sha256",
@@ -106,7 +106,7 @@ def provenance(request: EngineRequest, frame_io: bool = False) -> dict[str, str]
     """
     return {
         "restorers": request.label,
-        "work_divisor": str(request.work_divisor),
+        "work_scale": f"{request.work_scale:g}",
         "detail": "1" if request.detail_gain is not None else "0",
         "frame_io": "bgr8" if frame_io else "none",
         "weights_sha256": ",".join(weights_digests(request)),
@@ -236,9 +236,9 @@ def check_given(request: EngineRequest, path: Path, metadata: dict[str, str]) ->
             f"Export these weights: smokeclear export {request.label} --weights ... --out DIR, "
             "or leave --weights out to run the model as it is.",
         )
-    divisor = metadata.get("work_divisor")
-    if divisor is not None and divisor != str(request.work_divisor):
-        log.info("%s runs the network at 1/%s resolution (fixed at export)", path.name, divisor)
+    scale = metadata.get("work_scale")
+    if scale is not None and scale != f"{request.work_scale:g}":
+        log.info("%s runs the network at work scale %s (fixed at export)", path.name, scale)
 
 
 def find_onnx(request: EngineRequest, frame_io: bool = False) -> Path | None:
@@ -260,7 +260,7 @@ def export_needs_torch(request: EngineRequest) -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        scale = {1: "1", 2: "0.5", 4: "0.25"}.get(request.work_divisor, "1")
+        scale = f"{request.work_scale:g}"
         raise UserError(
             f"no ONNX model of {request.label} at work scale {scale} fits these weights, and "
             "exporting one needs torch, which is not installed",

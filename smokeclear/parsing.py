@@ -7,7 +7,7 @@ from pathlib import Path
 
 from smokeclear.errors import UserError
 
-WORK_SCALES = {"1": 1, "1.0": 1, "0.5": 2, "0.25": 4}
+WORK_SCALES = {"1": 1.0, "1.0": 1.0, "0.5": 0.5, "0.25": 0.25}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -21,7 +21,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return size
 
 
-def parse_work_scale(text: str) -> int:
+def parse_work_scale(text: str) -> float:
+    """``"0.5"`` -> ``0.5``: the network runs at that scale of the frame."""
     if text not in WORK_SCALES:
         raise UserError(f"bad --work-scale {text!r}", "Use 1, 0.5 or 0.25.")
     return WORK_SCALES[text]

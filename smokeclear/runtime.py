@@ -30,7 +30,7 @@ class EngineRequest:
     restorers: tuple[RestorerSpec, ...]
     backend: str = "auto"
     device: str | None = None  # None: the GPU when there is one
-    work_divisor: int = 1  # run the chain at 1/divisor resolution, guided-upsample back
+    work_scale: float = 1.0  # run the chain at 1, 0.5 or 0.25 of the frame, guided-upsample back
     weights: dict[str, Path] = field(default_factory=dict)  # restorer name -> weights file
     # None: smooth restorers output the smooth image; K >= 0: they magnify detail,
     # ``base + K * (input - base)``. K is only the starting value: engines change it live.
@@ -45,9 +45,9 @@ class EngineRequest:
 
     @property
     def artefact_stem(self) -> str:
-        """Start of cached model file names: chain, output mode and working resolution."""
+        """Start of cached model file names: chain, output mode and work scale."""
         mode = "-detail" if self.detail_gain is not None else ""
-        return f"{self.label}{mode}-w{self.work_divisor}"
+        return f"{self.label}{mode}-w{self.work_scale:g}"
 
 
 def cache_dir() -> Path:
@@ -82,14 +82,14 @@ def check_detail_gain(request: EngineRequest) -> None:
 
 
 def build_chain(request: EngineRequest):
-    """The torch module for the request: restorers in order, at the working resolution.
+    """The torch module for the request: restorers in order, at the work scale.
 
     Deployment form of every member (:func:`~smokeclear.nets.loading.deployment_module`):
     eval mode, batch norms folded where its spec says so, and in detail mode wrapped
     in its spec's detail stage at ``request.detail_gain``.
     """
     from smokeclear.nets.loading import deployment_module
-    from smokeclear.nets.wrappers import RestorerChain, WorkingResolution
+    from smokeclear.nets.wrappers import RestorerChain, WorkScale
 
     check_detail_gain(request)
     members = [
@@ -97,7 +97,7 @@ def build_chain(request: EngineRequest):
         for spec in request.restorers
     ]
     chain = members[0] if len(members) == 1 else RestorerChain(members)
-    return WorkingResolution(chain, request.work_divisor).eval()
+    return WorkScale(chain, request.work_scale).eval()
 
 
 def model_key(request: EngineRequest, *extra: str) -> str:
@@ -113,7 +113,7 @@ def model_key(request: EngineRequest, *extra: str) -> str:
     for source in sorted((PACKAGE_DIR / "nets").glob("*.py")):
         digest.update(source.read_bytes())
     mode = ["detail"] if request.detail_gain is not None else []
-    fields = [str(request.work_divisor), *mode, torch.__version__, __version__, *extra]
+    fields = [f"{request.work_scale:g}", *mode, torch.__version__, __version__, *extra]
     digest.update("|".join(fields).encode())
     return digest.hexdigest()
 
@@ -121,7 +121,7 @@ def model_key(request: EngineRequest, *extra: str) -> str:
 def onnx_key(request: EngineRequest) -> str:
     """Content key of the exported ONNX model, computed without torch.
 
-    Weights, network and exporter sources (the opset included), working resolution
+    Weights, network and exporter sources (the opset included), work scale
     and output mode: :func:`smokeclear.onnx_models.provenance`.
     """
     from smokeclear.onnx_models import provenance_key

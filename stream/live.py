@@ -27,7 +27,6 @@ log = logging.getLogger("smokeclear")
 
 DISPLAYS = ("auto", "window", "none")
 VIEWS = ("processed", "side-by-side", "split")
-WORK_SCALE_NAMES = {1: "full", 2: "half", 4: "quarter"}
 
 
 @dataclass(frozen=True)
@@ -37,14 +36,14 @@ class DeviceDefaults:
     width: int
     height: int
     fps: float
-    work_divisor: int
+    work_scale: float
 
 
-#: GPU: 720p60 at full working resolution. CPU (2 cores measured): 640x360 with the
-#: network at half resolution and fast guided upsampling, at 15 fps.
+#: GPU: 720p60 at work scale 1. CPU (2 cores measured): 640x360 with the
+#: network at work scale 0.5 and fast guided upsampling, at 15 fps.
 DEVICE_DEFAULTS = {
-    "cuda": DeviceDefaults(1280, 720, 60.0, 1),
-    "cpu": DeviceDefaults(640, 360, 15.0, 2),
+    "cuda": DeviceDefaults(1280, 720, 60.0, 1.0),
+    "cpu": DeviceDefaults(640, 360, 15.0, 0.5),
 }
 
 
@@ -123,7 +122,7 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
             fps = source.fps
         engine, choice = create_engine(request)
         log.info(
-            "%s on %s %dx%d @ %g fps: %s backend (%s), network at %s resolution",
+            "%s on %s %dx%d @ %g fps: %s backend (%s), network at work scale %g",
             request.label,
             source.name,
             width,
@@ -131,7 +130,7 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
             fps,
             engine.name,
             choice.reason,
-            WORK_SCALE_NAMES[request.work_divisor],
+            request.work_scale,
         )
         engine.start(height, width)
         sinks = []

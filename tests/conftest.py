@@ -124,14 +124,14 @@ def tiny_smooth_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def export_restorer(tmp_path_factory: pytest.TempPathFactory):
     """``export(net, name, fp32_scopes=()) -> (module, fp32 path, fp16 path)``: ``net`` at
-    working resolution 1 in eval mode, exported to ONNX and converted to FP16."""
+    work scale 1 in eval mode, exported to ONNX and converted to FP16."""
 
     def export(net, name: str, fp32_scopes: tuple[str, ...] = ()):
         from smokeclear.export.fp16 import convert_to_fp16
         from smokeclear.export.onnx_export import export_onnx
-        from smokeclear.nets.wrappers import WorkingResolution
+        from smokeclear.nets.wrappers import WorkScale
 
-        module = WorkingResolution(net, 1).eval()
+        module = WorkScale(net, 1.0).eval()
         folder = tmp_path_factory.mktemp(name)
         fp32, fp16 = folder / f"{name}.onnx", folder / f"{name}.fp16.onnx"
         export_onnx(module, fp32, {"restorers": name})

@@ -184,7 +184,7 @@ def bench_config(args: argparse.Namespace):
         iterations=args.iterations,
         warmup=args.warmup,
         matmul_seconds=args.matmul_seconds,
-        work_divisor=parse_work_scale(args.work_scale),
+        work_scale=parse_work_scale(args.work_scale),
         threads=args.threads,
         weights=parse_weights(args.weights, names),
     )
@@ -230,7 +230,7 @@ def _engine_speed(args: argparse.Namespace) -> int:
         tuple(parse_chain(args.restorer)),
         backend=args.backend,
         device=args.device,
-        work_divisor=parse_work_scale(args.work_scale),
+        work_scale=parse_work_scale(args.work_scale),
     )
     sizes = [parse_size(size) for size in args.size] or [(640, 360)]
     return print_engine_speed(request, sizes, args.iterations, args.json)

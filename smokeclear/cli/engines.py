@@ -113,7 +113,7 @@ def _build_engine(args: argparse.Namespace) -> int:
     if not 0 < args.workspace_gb <= 1024:
         raise UserError(f"--workspace-gb {args.workspace_gb} is out of range", "Use e.g. 4.")
     specs = parse_chain(args.restorer)
-    divisor = parse_work_scale(args.work_scale)
+    scale = parse_work_scale(args.work_scale)
     weights = parse_weights(args.weights, [s.name for s in specs])
     if args.onnx is not None and not args.onnx.is_file():
         raise UserError(f"ONNX model {args.onnx} does not exist", "Check the --onnx path.")
@@ -123,7 +123,7 @@ def _build_engine(args: argparse.Namespace) -> int:
     if args.onnx is not None:
         onnx_path = args.onnx
     else:
-        request = EngineRequest(tuple(specs), work_divisor=divisor, weights=weights)
+        request = EngineRequest(tuple(specs), work_scale=scale, weights=weights)
         # FP16 from the FP16 ONNX: strongly typed, guided filter FP32, on TensorRT 10 and 11.
         onnx_path = onnx_fp16_model(request) if args.precision == "fp16" else onnx_model(request)
     metadata = model_metadata(onnx.load(str(onnx_path), load_external_data=False))

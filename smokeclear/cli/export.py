@@ -41,12 +41,12 @@ def command_export(args: argparse.Namespace) -> int:
     from smokeclear.runtime import EngineRequest
 
     names = list(REGISTRY) if args.restorer == "all" else [args.restorer]
-    divisor = parse_work_scale(args.work_scale)
+    scale = parse_work_scale(args.work_scale)
     requests = []
     for name in names:  # every name and --weights checked before the first export
         specs = parse_chain(name)
         weights = parse_weights(args.weights, [s.name for s in specs])
-        requests.append(EngineRequest(tuple(specs), work_divisor=divisor, weights=weights))
+        requests.append(EngineRequest(tuple(specs), work_scale=scale, weights=weights))
     for request in requests:
         with tempfile.TemporaryDirectory(prefix="smokeclear-export-") as scratch:
             # --precision fp16 still needs the FP32 model to convert; it stays in scratch.

@@ -121,12 +121,12 @@ def engine_request(args: argparse.Namespace, defaults: DeviceDefaults) -> Engine
     from smokeclear.runtime import EngineRequest, check_detail_gain
 
     specs = parse_chain(args.restorer)
-    divisor = parse_work_scale(args.work_scale) if args.work_scale else defaults.work_divisor
+    scale = parse_work_scale(args.work_scale) if args.work_scale else defaults.work_scale
     request = EngineRequest(
         restorers=tuple(specs),
         backend=args.backend,
         device=args.device,
-        work_divisor=divisor,
+        work_scale=scale,
         weights=parse_weights(args.weights, [s.name for s in specs]),
         detail_gain=parse_detail_gain(args.detail_gain),
         onnx=args.onnx,

@@ -1,4 +1,4 @@
-"""Modules that wrap restorers for deployment: working resolution and chains."""
+"""Modules that wrap restorers for deployment: work scale and chains."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from torch import nn
 
 from smokeclear.nets.guided_filter import fast_guided_upsample
 
-#: Fast guided upsampling window at the working resolution, and its regulariser
+#: Fast guided upsampling window at the work scale, and its regulariser
 #: (He & Sun use r of a few pixels and eps around 1e-4..1e-2 for [0, 1] images).
 UPSAMPLE_RADIUS = 2
 UPSAMPLE_EPS = 1e-4
+#: The scales a restorer can run at: full, half and quarter of the frame.
+WORK_SCALES = (1.0, 0.5, 0.25)
 
 
-class WorkingResolution(nn.Module):
-    """Run ``restorer`` at ``1 / divisor`` of the input size, return full size.
+class WorkScale(nn.Module):
+    """Run ``restorer`` at ``scale`` of the input size (1, 0.5 or 0.25), return full size.
 
     The input is area-downsampled, restored, and the result carried back to full
     resolution by fast guided upsampling with the full-resolution input as guide,
-    so edges and fine texture come from the real frame. ``divisor`` 1 is the
+    so edges and fine texture come from the real frame. ``scale`` 1 is the
     identity wrapper.
 
     Shape:
@@ -29,12 +31,17 @@ class WorkingResolution(nn.Module):
         :attr:`input_multiple`.
     """
 
-    def __init__(self, restorer: nn.Module, divisor: int) -> None:
+    def __init__(self, restorer: nn.Module, scale: float) -> None:
         super().__init__()
-        if divisor not in (1, 2, 4):
-            raise ValueError(f"working-resolution divisor must be 1, 2 or 4, got {divisor}")
+        if scale not in WORK_SCALES:
+            raise ValueError(f"work scale must be 1, 0.5 or 0.25, got {scale}")
         self.restorer = restorer
-        self.divisor = divisor
+        self.scale = scale
+
+    @property
+    def divisor(self) -> int:
+        """The pooling factor, ``1 / scale``."""
+        return round(1 / self.scale)
 
     @property
     def input_multiple(self) -> int:

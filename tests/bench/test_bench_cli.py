@@ -149,7 +149,7 @@ def test_engine_speed_is_a_bench_subcommand(tmp_path, capsys):
     assert (
         main(["bench", "engine-speed", "--restorer", "desmoke", *options, "--json", str(out)]) == 0
     )
-    assert "desmoke torch-cpu-fp32 64x48 work 1/1:" in capsys.readouterr().out
+    assert "desmoke torch-cpu-fp32 64x48 work scale 1:" in capsys.readouterr().out
     (row,) = json.loads(out.read_text())["results"]
     assert row["latency_ms"]["total"]["count"] == 2
 

@@ -15,7 +15,7 @@ import pytest
 from smokeclear.engines.aoti_engine import AotiEngine
 from smokeclear.export.aoti import compile_package
 from smokeclear.nets.loading import load_restorer
-from smokeclear.nets.wrappers import WorkingResolution
+from smokeclear.nets.wrappers import WorkScale
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.scene import LaparoscopicScene
 
@@ -38,7 +38,7 @@ def test_aoti_engine_recovers_from_a_corrupt_package_and_matches_torch(
         packages.append(path)
         return path
 
-    module = WorkingResolution(load_restorer(DESMOKE, tiny_weights), 1).eval()
+    module = WorkScale(load_restorer(DESMOKE, tiny_weights), 1.0).eval()
     engine = AotiEngine(lambda: module, package_for, device="cpu")
     with caplog.at_level(logging.WARNING):
         engine.start(64, 64)

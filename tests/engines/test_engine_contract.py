@@ -72,13 +72,13 @@ def engine_for(request: EngineRequest, backend_name: str):
     return engine
 
 
-def make_engine(backend: tuple[str, str], weights: Path, divisor: int = 1):
+def make_engine(backend: tuple[str, str], weights: Path, work_scale: float = 1.0):
     name, device = backend
     request = EngineRequest(
         (DESMOKE,),
         backend=name.removesuffix("-frames"),
         device=device,
-        work_divisor=divisor,
+        work_scale=work_scale,
         weights={"desmoke": weights},
     )
     return engine_for(request, name)
@@ -112,8 +112,8 @@ def test_engines_follow_frame_size_changes(backend, tiny_weights, torch_referenc
         assert np.abs(out.astype(int) - expected).max() <= TOLERANCE[backend[1]]
 
 
-def test_engines_at_half_working_resolution(backend, tiny_weights):
-    engine = make_engine(backend, tiny_weights, divisor=2)
+def test_engines_at_half_work_scale(backend, tiny_weights):
+    engine = make_engine(backend, tiny_weights, work_scale=0.5)
     engine.start(72, 100)
     out = engine.download(engine.infer(engine.upload(scene_frame(100, 72))), 72, 100)
     assert out.shape == (72, 100, 3)

@@ -23,7 +23,7 @@ from smokeclear.export.fp16 import (
 )
 from smokeclear.export.onnx_export import export_onnx
 from smokeclear.nets.loading import load_restorer
-from smokeclear.nets.wrappers import WorkingResolution
+from smokeclear.nets.wrappers import WorkScale
 from smokeclear.registry import get_restorer
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
@@ -38,7 +38,7 @@ TYPED_MIN_PSNR_DB = 60.0
 
 @pytest.fixture(scope="module")
 def fp32_model(tiny_weights: Path, tmp_path_factory) -> Path:
-    module = WorkingResolution(load_restorer(get_restorer("desmoke"), tiny_weights), 1).eval()
+    module = WorkScale(load_restorer(get_restorer("desmoke"), tiny_weights), 1.0).eval()
     path = tmp_path_factory.mktemp("fp32") / "desmoke.onnx"
     export_onnx(module, path, {"restorers": "desmoke", "precision": "fp32"})
     return path
@@ -149,9 +149,9 @@ class TinyConvNet(nn.Module):
         return image + self.body(image)
 
 
-def test_working_resolution_guided_upsampling_stays_fp32(tmp_path):
+def test_work_scale_guided_upsampling_stays_fp32(tmp_path):
     torch.manual_seed(0)
-    module = WorkingResolution(TinyConvNet(), 2).eval()
+    module = WorkScale(TinyConvNet(), 0.5).eval()
     fp32_path = tmp_path / "half.onnx"
     export_onnx(module, fp32_path, {})
     conversion = convert_to_fp16(fp32_path, tmp_path / "half.fp16.onnx")

@@ -9,14 +9,14 @@ from smokeclear.export.fp16 import parity_inputs
 from smokeclear.export.onnx_export import FRAME_MAX_ABS_ERROR, OPSET, check_parity, export_onnx
 from smokeclear.nets.loading import load_restorer
 from smokeclear.nets.smooth import DetailMagnify
-from smokeclear.nets.wrappers import WorkingResolution
+from smokeclear.nets.wrappers import WorkScale
 from smokeclear.registry import get_restorer
 from smokeclear.runtime import EngineRequest, build_chain
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_weights: Path, tmp_path_factory) -> tuple[torch.nn.Module, Path]:
-    module = WorkingResolution(load_restorer(get_restorer("desmoke"), tiny_weights), 1).eval()
+    module = WorkScale(load_restorer(get_restorer("desmoke"), tiny_weights), 1.0).eval()
     path = tmp_path_factory.mktemp("onnx") / "desmoke.onnx"
     export_onnx(module, path, {"restorers": "desmoke"})
     return module, path

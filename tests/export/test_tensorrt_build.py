@@ -54,9 +54,9 @@ def test_profile_min_and_max_are_elementwise():
     assert profile == ((1, 3, 200, 640), (1, 3, 200, 1920), (1, 3, 1000, 1920))
 
 
-def test_profile_divisor_multiplies_the_multiple():
-    assert shape_profile(["100x100"], 8, divisor=2) == ((1, 3, 112, 112),) * 3
-    assert shape_profile(["100x100"], 16) == shape_profile(["100x100"], 8, divisor=2)
+def test_profile_work_scale_multiplies_the_multiple():
+    assert shape_profile(["100x100"], 8, work_scale=0.5) == ((1, 3, 112, 112),) * 3
+    assert shape_profile(["100x100"], 16) == shape_profile(["100x100"], 8, work_scale=0.5)
 
 
 def test_one_size_is_a_fixed_shape_profile():

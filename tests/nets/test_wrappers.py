@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from smokeclear.nets.desmoke import DesmokeConfig, DesmokeNet
-from smokeclear.nets.wrappers import RestorerChain, WorkingResolution, run_padded
+from smokeclear.nets.wrappers import RestorerChain, WorkScale, run_padded
 
 
 class Affine(torch.nn.Module):
@@ -12,23 +12,23 @@ class Affine(torch.nn.Module):
         return 0.8 * image + 0.1
 
 
-def test_working_resolution_returns_full_size_and_multiplies_the_multiple():
-    wrapped = WorkingResolution(DesmokeNet(DesmokeConfig(width=4, max_channels=8)).eval(), 2)
+def test_work_scale_returns_full_size_and_multiplies_the_multiple():
+    wrapped = WorkScale(DesmokeNet(DesmokeConfig(width=4, max_channels=8)).eval(), 0.5)
     assert wrapped.input_multiple == 64
     with torch.no_grad():
         assert wrapped(torch.rand(1, 3, 64, 128)).shape == (1, 3, 64, 128)
 
 
-def test_working_resolution_keeps_detail_for_a_locally_affine_restorer():
+def test_work_scale_keeps_detail_for_a_locally_affine_restorer():
     torch.manual_seed(0)
     image = torch.rand(1, 3, 64, 64)
-    restored = WorkingResolution(Affine(), 2)(image)
+    restored = WorkScale(Affine(), 0.5)(image)
     torch.testing.assert_close(restored, 0.8 * image + 0.1, atol=5e-3, rtol=0)
 
 
-def test_working_resolution_rejects_other_divisors():
-    with pytest.raises(ValueError, match="1, 2 or 4"):
-        WorkingResolution(Affine(), 3)
+def test_work_scale_rejects_other_scales():
+    with pytest.raises(ValueError, match=r"1, 0\.5 or 0\.25"):
+        WorkScale(Affine(), 0.3)
 
 
 def test_chain_applies_in_order_clamps_between_and_uses_the_lcm():

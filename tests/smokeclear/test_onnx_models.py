@@ -66,7 +66,7 @@ def test_a_model_of_changed_code_is_stale(shipped, monkeypatch):
 
 def test_another_work_scale_is_not_the_shipped_model(shipped):
     request, _ = shipped
-    half = EngineRequest(request.restorers, work_divisor=2, weights=request.weights)
+    half = EngineRequest(request.restorers, work_scale=0.5, weights=request.weights)
     assert shipped_onnx(half) is None
 
 
@@ -101,7 +101,7 @@ def test_tensorrt_converts_a_shipped_model_to_fp16_in_the_cache(shipped):
 def test_the_generator_check_lists_missing_models_and_fails(tmp_path, capsys):
     assert main(["--check", "--out", str(tmp_path)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(shipped_requests()) and "desmoke-w2.onnx: missing" in lines
+    assert len(lines) == len(shipped_requests()) and "desmoke-w0.5.onnx: missing" in lines
 
 
 @pytest.mark.parametrize("request_", shipped_requests(), ids=lambda r: r.artefact_stem)

@@ -20,7 +20,7 @@ def test_parsing_imports_without_torch():
 
 def test_values_parse_and_bad_ones_are_the_users_error():
     assert parse_size("1280X720") == (1280, 720)
-    assert parse_work_scale("0.5") == 2
+    assert parse_work_scale("0.5") == 0.5
     assert comma_list(" a, b ,") == ("a", "b") and comma_list(None) is None
     assert parse_weights(["w.safetensors"], ["desmoke"]) == {"desmoke": Path("w.safetensors")}
     for bad in (

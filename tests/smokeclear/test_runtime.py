@@ -21,7 +21,7 @@ def test_onnx_models_are_cached_by_content(tiny_weights: Path, tmp_path: Path, c
     other.write_bytes(tiny_weights.read_bytes() + b"")
     assert onnx_key(EngineRequest((DESMOKE,), weights={"desmoke": other})) == onnx_key(request)
     assert onnx_key(
-        EngineRequest((DESMOKE,), work_divisor=2, weights={"desmoke": tiny_weights})
+        EngineRequest((DESMOKE,), work_scale=0.5, weights={"desmoke": tiny_weights})
     ) != onnx_key(request)
 
 

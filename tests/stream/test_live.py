@@ -52,7 +52,7 @@ def test_a_run_stops_after_max_frames_and_reports(tiny_weights):
 
 
 def test_the_synthetic_scene_takes_the_device_defaults_without_a_size(tiny_weights):
-    small = CPU.__class__(width=48, height=32, fps=20.0, work_divisor=1)
+    small = CPU.__class__(width=48, height=32, fps=20.0, work_scale=1.0)
     report = run_live(settings(tiny_weights, size=None, fps=None, defaults=small, max_frames=3))
     assert (report.width, report.height) == (48, 32), "size from the defaults"
     assert report.budget_ms == pytest.approx(50.0), "one frame period at the defaults' 20 fps"
