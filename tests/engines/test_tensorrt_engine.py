@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import gc
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,20 +17,6 @@ from smokeclear.engines.select import BACKENDS, choose_backend, unavailable_reas
 from smokeclear.engines.tensorrt_engine import TensorRTEngine
 from smokeclear.engines.tensorrt_support import profile_covers, require_tensorrt
 from smokeclear.errors import UserError
-
-
-def test_module_imports_without_tensorrt_cuda_python_or_torch():
-    code = (
-        "import sys\n"
-        "for name in ('tensorrt', 'cuda', 'cuda.bindings', 'torch'):\n"
-        "    sys.modules[name] = None\n"
-        "import smokeclear.engines.tensorrt_engine, smokeclear.engines.engine_cache\n"
-        "import smokeclear.engines.cuda_runtime, smokeclear.engines.tensorrt_support\n"
-        "import smokeclear.export.tensorrt_build, smokeclear.export.tensorrt_precision\n"
-        "print('ok')"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.strip() == "ok", result.stderr
 
 
 def test_start_without_tensorrt_is_the_install_hint(monkeypatch, tmp_path):
