@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smokeclear.cli.options import Parser
+from smokeclear.cli.options import Parser, add_weights_option
 from smokeclear.engines.select import BACKENDS
 from smokeclear.errors import UserError
 from smokeclear.parsing import comma_list, parse_size, parse_weights, parse_work_scale
@@ -82,7 +82,7 @@ def _bench_parser(commands) -> None:
     bench.add_argument(
         "--threads", type=int, help="CPU threads for torch and onnxruntime (default: theirs)"
     )
-    bench.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH")
+    add_weights_option(bench)
     bench.add_argument(
         "--json",
         type=Path,
