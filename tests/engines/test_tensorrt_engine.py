@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from smokeclear.engines.base import EngineError, bgr8_into_nchw, bgr8_to_nchw
-from smokeclear.engines.cuda_runtime import PinnedPool, cuda_check, require_cudart
+from smokeclear.engines.cuda_runtime import PinnedPool, PinnedPools, cuda_check, require_cudart
 from smokeclear.engines.select import BACKENDS, choose_backend, unavailable_reason
 from smokeclear.engines.tensorrt_engine import TensorRTEngine
 from smokeclear.engines.tensorrt_support import profile_covers, require_tensorrt
@@ -152,6 +152,20 @@ def test_pool_close_frees_idle_buffers_now_and_held_ones_on_release():
     del held
     gc.collect()
     assert memory.live == {} and pool.allocated == 0
+
+
+def test_pools_make_one_pool_per_shape_and_dtype_and_close_them_all():
+    memory = HostMemory()
+    pools = PinnedPools(memory.allocate, memory.free)
+    first = pools.pool((1, 3, 2, 2), np.float32)
+    assert pools.pool((1, 3, 2, 2), np.float32) is first, "the same shape reuses its pool"
+    assert pools.pool((1, 3, 2, 2), np.float16) is not first
+    assert pools.pool((2, 2, 3), np.uint8).take().array.shape == (2, 2, 3)
+    gc.collect()
+    pools.close()
+    assert memory.live == {}, "closing frees every idle buffer"
+    with pytest.raises(EngineError, match="after close"):
+        first.take()
 
 
 # --------------------------------------------------------------------------- backend selection
