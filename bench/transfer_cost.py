@@ -11,12 +11,13 @@ frame model), and torch CUDA when a GPU is present.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from smokeclear.bench.engine_speed import write_results
 
 
 def tiny_restorer(multiple: int = 16):
@@ -90,7 +91,8 @@ def engines(directory: Path):
 
 
 def print_transfer_cost(sizes: list[tuple[int, int]], frames: int, json_path: Path | None) -> int:
-    """``smokeclear bench transfer-cost``: one line per backend and size; the rows as JSON."""
+    """``smokeclear bench transfer-cost``: one line per backend and size; the rows as JSON
+    (beside the machine, as ``engine-speed`` writes them)."""
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for width, height in sizes:
@@ -107,6 +109,5 @@ def print_transfer_cost(sizes: list[tuple[int, int]], frames: int, json_path: Pa
                     f"(per frame, {frames} frames)"
                 )
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(rows, indent=2))
+        write_results(json_path, rows)
     return 0

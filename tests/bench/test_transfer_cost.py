@@ -15,7 +15,9 @@ def test_cli_prints_and_writes_json_per_backend(tmp_path, capsys):
     assert main(["bench", "transfer-cost", *options]) == 0
     printed = capsys.readouterr().out
     assert "torch-cpu" in printed and "upload + download at 64x48" in printed
-    rows = json.loads(path.read_text())
+    written = json.loads(path.read_text())
+    assert "python" in written["machine"], written["machine"]
+    rows = written["results"]
     assert {"torch-cpu", "onnxruntime-cpu", "onnxruntime-frames"} <= {r["backend"] for r in rows}
     for row in rows:
         assert row["size"] == "64x48" and row["frames"] == 2, row
