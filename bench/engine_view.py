@@ -29,12 +29,10 @@ GPU_MEMORY_KEYS = ("peak_gpu_memory_mb", "gpu_memory_in_use_delta_mb")
 
 
 @dataclass(frozen=True)
-class EngineRow:
-    """Engine-only figures of one variant of one chain at one size.
+class VariantAtSize:
+    """What a bench row measured: a variant of one chain at one size, on a named engine.
 
-    Times in ms, rates in frames (or FLOPs) per second; ``latency_ms`` maps
-    ``upload``, ``infer``, ``download``, ``total`` (and ``gpu_infer`` on a CUDA
-    stream) to their percentiles.
+    The leading keys of both views' rows (:class:`EngineRow` and the graph view's).
     """
 
     restorers: str
@@ -45,6 +43,17 @@ class EngineRow:
     baseline: bool
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class EngineRow(VariantAtSize):
+    """Engine-only figures of one variant of one chain at one size.
+
+    Times in ms, rates in frames (or FLOPs) per second; ``latency_ms`` maps
+    ``upload``, ``infer``, ``download``, ``total`` (and ``gpu_infer`` on a CUDA
+    stream) to their percentiles.
+    """
+
     iterations: int
     warmup: int
     start_s: float

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from smokeclear.bench.config import BenchConfig
-from smokeclear.bench.engine_view import GPU_MEMORY_KEYS, GpuMemory
+from smokeclear.bench.engine_view import GPU_MEMORY_KEYS, GpuMemory, VariantAtSize
 from smokeclear.bench.stage_cpu import StageCpu
 from smokeclear.bench.variants import EngineMaker, Variant
 from smokeclear.engines.base import Engine
@@ -111,18 +111,10 @@ class GraphSummary:
 
 
 @dataclass(frozen=True)
-class GraphRow:
+class GraphRow(VariantAtSize):
     """One graph run: the variant, the size, the stream count and what they measured."""
 
     summary: GraphSummary
-    restorers: str
-    backend: str
-    precision: str
-    device: str
-    engine: str
-    baseline: bool
-    width: int
-    height: int
     streams: int
     fps_target: float
     frames_per_stream: int

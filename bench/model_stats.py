@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from smokeclear.engines.base import padded_size
+
 
 def model_stats(
     restorer: str, width: int, height: int, config: Path | None = None
@@ -32,7 +34,7 @@ def model_stats(
         module = build_network(spec, load_config(resolve(spec.network_config), config, "network"))
     parameters = sum(p.numel() for p in module.parameters())
     multiple = module.input_multiple
-    padded = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
+    padded = padded_size(height, width, multiple)
     module = module.to("meta").eval()
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         module(torch.zeros(1, 3, *padded, device="meta"))

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from smokeclear.engines.base import padded_size
+
 
 def module_share(
     restorer: str,
@@ -37,7 +39,7 @@ def module_share(
     dtype = torch.float16 if half else torch.float32
     module = load_restorer(get_restorer(restorer)).eval().to(device=device, dtype=dtype)
     multiple = module.input_multiple
-    padded = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
+    padded = padded_size(height, width, multiple)
     image = torch.rand(1, 3, *padded, device=device, dtype=dtype)
 
     def sync() -> None:

@@ -1,6 +1,6 @@
 """CPU cost per frame of an engine's upload + download at 1080p.
 
-``python -m smokeclear.bench.transfer_cost`` prints, per backend, the CPU seconds
+``smokeclear bench transfer-cost`` prints, per backend, the CPU seconds
 (this thread: ``time.thread_time``; the whole process: ``time.process_time``) that
 ``upload`` and ``download`` take per frame around a one-convolution restorer, and
 separately the process CPU of ``infer``: a frame model (``frame_io``) moves the pixel
@@ -11,12 +11,13 @@ frame model), and torch CUDA when a GPU is present.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from smokeclear.bench.engine_speed import write_results
 
 
 def tiny_restorer(multiple: int = 16):
@@ -89,24 +90,24 @@ def engines(directory: Path):
         yield "torch-cuda", TorchEngine(lambda: tiny_restorer(), device="cuda")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=50)
-    parser.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT")
-    args = parser.parse_args()
-    width, height = (int(side) for side in args.size.split("x"))
+def print_transfer_cost(sizes: list[tuple[int, int]], frames: int, json_path: Path | None) -> int:
+    """``smokeclear bench transfer-cost``: one line per backend and size; the rows as JSON
+    (beside the machine, as ``engine-speed`` writes them)."""
+    rows = []
     with tempfile.TemporaryDirectory() as directory:
-        for label, engine in engines(Path(directory)):
-            cost = cost_per_frame(engine, height, width, args.frames)
-            print(
-                f"{label:18s} upload + download at {width}x{height}: "
-                f"{cost['thread_ms']:6.2f} ms thread CPU, "
-                f"{cost['process_ms']:6.2f} ms process CPU; "
-                f"infer {cost['infer_ms']:6.2f} ms process CPU, "
-                f"{cost['infer_wall_ms']:6.2f} ms wall "
-                f"(per frame, {args.frames} frames)"
-            )
-
-
-if __name__ == "__main__":
-    main()
+        for width, height in sizes:
+            for label, engine in engines(Path(directory)):
+                cost = cost_per_frame(engine, height, width, frames)
+                size = f"{width}x{height}"
+                rows.append({"backend": label, "size": size, "frames": frames, **cost})
+                print(
+                    f"{label:18s} upload + download at {size}: "
+                    f"{cost['thread_ms']:6.2f} ms thread CPU, "
+                    f"{cost['process_ms']:6.2f} ms process CPU; "
+                    f"infer {cost['infer_ms']:6.2f} ms process CPU, "
+                    f"{cost['infer_wall_ms']:6.2f} ms wall "
+                    f"(per frame, {frames} frames)"
+                )
+    if json_path:
+        write_results(json_path, rows)
+    return 0

@@ -155,3 +155,34 @@ class PinnedPool:
             self._allocated -= len(idle)
         for pointer in idle:
             self._free(pointer)
+
+
+class PinnedPools:
+    """One :class:`PinnedPool` per shape and dtype, made on first use; thread-safe.
+
+    Args:
+        allocate: ``nbytes -> pointer``, handed to every pool.
+        free: ``pointer -> None``.
+    """
+
+    def __init__(self, allocate: Callable[[int], int], free: Callable[[int], None]) -> None:
+        self._allocate = allocate
+        self._free = free
+        self._lock = threading.Lock()
+        self._pools: dict[tuple[tuple[int, ...], np.dtype], PinnedPool] = {}
+
+    def pool(self, shape: tuple[int, ...], dtype: np.dtype) -> PinnedPool:
+        key = (tuple(shape), np.dtype(dtype))
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = PinnedPool(shape, dtype, self._allocate, self._free)
+                self._pools[key] = pool
+            return pool
+
+    def close(self) -> None:
+        """Close every pool (see :meth:`PinnedPool.close`) and forget them."""
+        with self._lock:
+            for pool in self._pools.values():
+                pool.close()
+            self._pools.clear()

@@ -40,7 +40,7 @@ def prefers_frame_models() -> bool:
 
     On a GPU the graph's pixel work runs on the device and the copies carry uint8.
     On the CPU provider a frame model costs more CPU per frame than the numpy host
-    conversion around a restorer model (``python -m smokeclear.bench.transfer_cost``).
+    conversion around a restorer model (``smokeclear bench transfer-cost``).
     """
     import onnxruntime as ort
 

@@ -34,7 +34,6 @@ captured CUDA graph, which reads that fixed address, stays valid when it changes
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ from smokeclear.engines.base import (
 from smokeclear.engines.cuda_runtime import (
     HostTensor,
     PinnedPool,
+    PinnedPools,
     cuda_check,
     cuda_gpu_count,
     require_cudart,
@@ -150,8 +150,7 @@ class TensorRTEngine:
         self._output_dtype = np.dtype(np.float32)
         self._profile: ShapeProfile | None = None
         self._frame_io = False
-        self._input_pools: dict[Shape, PinnedPool] = {}
-        self._pools_lock = threading.Lock()
+        self._input_pools = PinnedPools(self._malloc_host, self._free_host)
         self._states: dict[Shape, _ShapeState] = {}
         self._bound_shape: Shape | None = None
         # Detail gain: pinned host value, its pool and the bound device buffer (None: no input).
@@ -315,10 +314,7 @@ class TensorRTEngine:
             self._quietly(cudart.cudaFree(state.device_output), "cudaFree")
             state.output_pool.close()
         self._states.clear()
-        with self._pools_lock:
-            for pool in self._input_pools.values():
-                pool.close()
-            self._input_pools.clear()
+        self._input_pools.close()
         if self._owned_stream is not None:
             self._quietly(cudart.cudaStreamDestroy(self._owned_stream), "cudaStreamDestroy")
             self._owned_stream = None
@@ -341,7 +337,9 @@ class TensorRTEngine:
         if self._context is None:
             raise EngineError("engine used before start()")
         check_frame(frame)
-        tensor = self._input_pool(self._input_shape(frame.shape[0], frame.shape[1])).take()
+        tensor = self._input_pools.pool(
+            self._input_shape(*frame.shape[:2]), self._input_dtype
+        ).take()
         if self._frame_io:
             np.copyto(tensor.array, frame)
         else:
@@ -353,7 +351,7 @@ class TensorRTEngine:
             raise EngineError("engine used before start()")
         cudart = self._cudart
         if isinstance(tensor, np.ndarray):  # a caller's own NCHW array
-            host = self._input_pool(tuple(tensor.shape)).take()
+            host = self._input_pools.pool(tuple(tensor.shape), self._input_dtype).take()
             np.copyto(host.array, tensor, casting="same_kind")
             tensor = host
         try:
@@ -408,14 +406,6 @@ class TensorRTEngine:
         if self._frame_io:
             return (height, width, 3)
         return (1, 3, *padded_size(height, width, self.input_multiple))
-
-    def _input_pool(self, shape: Shape) -> PinnedPool:
-        with self._pools_lock:
-            pool = self._input_pools.get(shape)
-            if pool is None:
-                pool = PinnedPool(shape, self._input_dtype, self._malloc_host, self._free_host)
-                self._input_pools[shape] = pool
-            return pool
 
     def _malloc_host(self, nbytes: int) -> int:
         cudart = self._cudart

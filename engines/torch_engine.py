@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable
 
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from smokeclear.engines.base import EngineError, check_frame
-from smokeclear.engines.cuda_runtime import HostTensor, PinnedPool
+from smokeclear.engines.cuda_runtime import HostTensor, PinnedPools
 from smokeclear.engines.device_pixels import bgr8_to_input, output_to_bgr8
 from smokeclear.nets.smooth import DetailMagnify
 
@@ -208,8 +207,8 @@ class _CapturedGraph:
 class PinnedStaging:
     """Host <-> device copies of uint8 frames through reused page-locked buffers.
 
-    One :class:`~smokeclear.engines.cuda_runtime.PinnedPool` per frame shape, its
-    memory from torch's pinned allocator. An upload's host buffer stays out of its
+    One pinned pool per frame shape (:class:`~smokeclear.engines.cuda_runtime.PinnedPools`),
+    its memory from torch's pinned allocator. An upload's host buffer stays out of its
     pool until the CUDA event recorded after its asynchronous copy has passed; a
     download's buffer is the returned array itself and goes back when the graph
     drops the frame. In steady state no frame allocates host memory.
@@ -219,8 +218,7 @@ class PinnedStaging:
         self.device = device
         self.stream = stream
         self._blocks: dict[int, torch.Tensor] = {}
-        self._pools: dict[tuple[int, ...], PinnedPool] = {}
-        self._lock = threading.Lock()
+        self._pools = PinnedPools(self._allocate, self._free)
         # Uploads whose copy may still read their host buffer, oldest first.
         self._uploading: deque[tuple[torch.cuda.Event, HostTensor]] = deque()
 
@@ -228,7 +226,7 @@ class PinnedStaging:
         """``(H, W, 3)`` uint8 host frame -> the same on the device (copy queued on the stream)."""
         while self._uploading and self._uploading[0][0].query():
             self._uploading.popleft()
-        staged = self._pool(frame.shape).take()
+        staged = self._pools.pool(frame.shape, np.uint8).take()
         np.copyto(staged.array, frame)
         pixels = torch.from_numpy(staged.array).to(self.device, non_blocking=True)
         done = torch.cuda.Event()
@@ -238,21 +236,13 @@ class PinnedStaging:
 
     def to_host(self, pixels: torch.Tensor) -> np.ndarray:
         """``(H, W, 3)`` uint8 device frame -> a pooled host array (waits for the copy)."""
-        staged = self._pool(tuple(pixels.shape))
+        staged = self._pools.pool(tuple(pixels.shape), np.uint8)
         array = staged.take().array
         torch.from_numpy(array).copy_(pixels, non_blocking=True)
         done = torch.cuda.Event()
         done.record(self.stream)
         done.synchronize()
         return array
-
-    def _pool(self, shape: tuple[int, ...]) -> PinnedPool:
-        with self._lock:
-            pool = self._pools.get(shape)
-            if pool is None:
-                pool = PinnedPool(shape, np.uint8, self._allocate, self._free)
-                self._pools[shape] = pool
-            return pool
 
     def _allocate(self, nbytes: int) -> int:
         block = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
@@ -265,7 +255,4 @@ class PinnedStaging:
     def close(self) -> None:
         self.stream.synchronize()
         self._uploading.clear()
-        with self._lock:
-            for pool in self._pools.values():
-                pool.close()
-            self._pools.clear()
+        self._pools.close()

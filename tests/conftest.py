@@ -347,6 +347,39 @@ class InvertEngine:
         self.closed = True
 
 
+class GainEngine(InvertEngine):
+    """An engine double with a detail stage: output = frame scaled by the gain it was given.
+
+    Args:
+        gain: the detail gain it starts with.
+        live: whether ``set_detail_gain`` takes effect (False: the gain is fixed).
+    """
+
+    def __init__(self, gain: float, live: bool = True) -> None:
+        super().__init__()
+        self.name = "gain-double"
+        self.gain = gain
+        self.live = live
+        self.gains: list[float] = []  # every set_detail_gain call
+        self.applied_at: list[int] = []  # infer calls before each one
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.clip(tensor * self.gain, 0, 255).astype(np.uint8)
+
+    def set_detail_gain(self, gain: float) -> bool:
+        self.gains.append(gain)
+        self.applied_at.append(self.calls)
+        if self.live:
+            self.gain = gain
+        return self.live
+
+
 @pytest.fixture
 def invert_engine_class() -> type[InvertEngine]:
     return InvertEngine
+
+
+@pytest.fixture
+def gain_engine_class() -> type[GainEngine]:
+    return GainEngine

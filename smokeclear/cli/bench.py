@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smokeclear.cli.options import Parser
+from smokeclear.cli.options import Parser, add_weights_option
 from smokeclear.engines.select import BACKENDS
 from smokeclear.errors import UserError
 from smokeclear.parsing import comma_list, parse_size, parse_weights, parse_work_scale
@@ -82,7 +82,7 @@ def _bench_parser(commands) -> None:
     bench.add_argument(
         "--threads", type=int, help="CPU threads for torch and onnxruntime (default: theirs)"
     )
-    bench.add_argument("--weights", action="append", default=[], metavar="[NAME=]PATH")
+    add_weights_option(bench)
     bench.add_argument(
         "--json",
         type=Path,
@@ -132,11 +132,16 @@ def _bench_subcommands(bench) -> None:
     share.add_argument("--half", action="store_true", help="FP16 weights and input")
     share.add_argument("--iterations", type=int, default=10, help="timed (default 10)")
     share.add_argument("--warmup", type=int, default=2, help="untimed first (default 2)")
+    transfer = tools.add_parser(
+        "transfer-cost", help="CPU cost per frame of each backend's upload + download"
+    )
+    transfer.add_argument("--frames", type=int, default=50, help="timed frames (default 50)")
     size_defaults = {
         speed: "640x360",
         backends: "1920x1080 on a GPU, 320x180 on the CPU",
         stats: "1920x1080",
         share: "640x360",
+        transfer: "1920x1080",
     }
     for tool, default in size_defaults.items():
         tool.add_argument(
@@ -154,6 +159,7 @@ def _bench_subcommands(bench) -> None:
         (backends, _backends),
         (stats, _model_stats),
         (share, _module_share),
+        (transfer, _transfer_cost),
         (report, _report),
     ):
         tool.set_defaults(bench_tool=handler)
@@ -268,6 +274,15 @@ def _module_share(args: argparse.Namespace) -> int:
     return print_module_share(
         args.restorer, sizes, args.device, args.half, args.iterations, args.warmup, args.json
     )
+
+
+def _transfer_cost(args: argparse.Namespace) -> int:
+    if args.frames < 1:
+        raise UserError(f"--frames {args.frames} is not a count of frames", "Use e.g. --frames 50.")
+    from smokeclear.bench.transfer_cost import print_transfer_cost
+
+    sizes = [parse_size(size) for size in args.size] or [(1920, 1080)]
+    return print_transfer_cost(sizes, args.frames, args.json)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -91,12 +91,8 @@ def _build_engine(args: argparse.Namespace) -> int:
     import onnx
 
     from smokeclear.engines import engine_cache
-    from smokeclear.engines.tensorrt_engine import (
-        deserializer,
-        require_cudart,
-        require_tensorrt,
-        tensorrt_logger,
-    )
+    from smokeclear.engines.cuda_runtime import require_cudart
+    from smokeclear.engines.tensorrt_support import deserializer, require_tensorrt, tensorrt_logger
     from smokeclear.export.tensorrt_build import (
         build_engine,
         format_profile,

@@ -49,13 +49,7 @@ def engine_options() -> argparse.ArgumentParser:
         help="run the network at 1, 0.5 or 0.25 of the frame "
         "size and guided-upsample back (default: 1 on a GPU, 0.5 on the CPU)",
     )
-    parent.add_argument(
-        "--weights",
-        action="append",
-        default=[],
-        metavar="[NAME=]PATH",
-        help="weights file instead of the shipped one",
-    )
+    add_weights_option(parent)
     parent.add_argument(
         "--onnx",
         type=Path,
@@ -67,18 +61,23 @@ def engine_options() -> argparse.ArgumentParser:
     return parent
 
 
-def model_file_options() -> argparse.ArgumentParser:
-    """Parent parser: --work-scale (default 1) and --weights, for the commands that
-    write a model file for later runs (export, engines build)."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--work-scale", default="1", help="1, 0.5 or 0.25 (default 1)")
-    parent.add_argument(
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    """``--weights [NAME=]PATH``, repeatable: a weights file instead of the shipped one."""
+    parser.add_argument(
         "--weights",
         action="append",
         default=[],
         metavar="[NAME=]PATH",
         help="weights file instead of the shipped one",
     )
+
+
+def model_file_options() -> argparse.ArgumentParser:
+    """Parent parser: --work-scale (default 1) and --weights, for the commands that
+    write a model file for later runs (export, engines build)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--work-scale", default="1", help="1, 0.5 or 0.25 (default 1)")
+    add_weights_option(parent)
     return parent
 
 

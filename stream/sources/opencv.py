@@ -60,12 +60,21 @@ class _CaptureSource:
     fps = 0.0
     _opened: OpenedCapture | None = None
 
-    def _use(self, opened: OpenedCapture) -> None:
+    def _use(self, capture: cv2.VideoCapture, failure: UserError) -> None:
+        """Read from ``capture`` from now on; ``failure`` when it delivers no first frame."""
+        opened = open_capture(capture, failure)
         self._opened = opened
         self.width, self.height, self.fps = opened.width, opened.height, opened.fps
 
     def _next(self) -> np.ndarray | None:
         return self._opened.read() if self._opened is not None else None
+
+    def _next_live(self, lost: str) -> np.ndarray:
+        """The next frame of a live source, which has no end: none is ``SourceLost(lost)``."""
+        frame = self._next()
+        if frame is None:
+            raise SourceLost(lost)
+        return frame
 
     def close(self) -> None:
         if self._opened is not None:
@@ -128,20 +137,15 @@ class CameraSource(_CaptureSource):
             capture.set(cv2.CAP_PROP_FPS, fps)
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a backlog
         self._use(
-            open_capture(
-                capture,
-                UserError(
-                    f"camera {self.spec} opened but delivers no frames",
-                    "Check the cable and the capture format (--camera-format).",
-                ),
-            )
+            capture,
+            UserError(
+                f"camera {self.spec} opened but delivers no frames",
+                "Check the cable and the capture format (--camera-format).",
+            ),
         )
 
     def read(self) -> np.ndarray | None:
-        frame = self._next()
-        if frame is None:
-            raise SourceLost(f"camera {self.spec} stopped delivering frames")
-        return frame
+        return self._next_live(f"camera {self.spec} stopped delivering frames")
 
 
 class NetworkSource(_CaptureSource):
@@ -167,21 +171,15 @@ class NetworkSource(_CaptureSource):
             ],
         )
         self._use(
-            open_capture(
-                capture,
-                UserError(
-                    f"cannot receive the stream {self.name}",
-                    "Check the URL, the network and that the stream is running "
-                    "(try it with ffplay).",
-                ),
-            )
+            capture,
+            UserError(
+                f"cannot receive the stream {self.name}",
+                "Check the URL, the network and that the stream is running (try it with ffplay).",
+            ),
         )
 
     def read(self) -> np.ndarray | None:
-        frame = self._next()
-        if frame is None:
-            raise SourceLost(f"stream {self.name} stopped")
-        return frame
+        return self._next_live(f"stream {self.name} stopped")
 
 
 class VideoFileSource(_CaptureSource):
@@ -200,13 +198,11 @@ class VideoFileSource(_CaptureSource):
                 f"cannot read {self.path} (permission denied)", "Check the file's permissions."
             )
         self._use(
-            open_capture(
-                cv2.VideoCapture(str(self.path)),
-                UserError(
-                    f"cannot decode video {self.path}",
-                    "Check it is a video file FFmpeg can read (try ffprobe on it).",
-                ),
-            )
+            cv2.VideoCapture(str(self.path)),
+            UserError(
+                f"cannot decode video {self.path}",
+                "Check it is a video file FFmpeg can read (try ffprobe on it).",
+            ),
         )
         self.frame_count = int(self._opened.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 

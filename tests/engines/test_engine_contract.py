@@ -21,28 +21,20 @@ from smokeclear.runtime import EngineRequest, create_engine, onnx_model
 DESMOKE = get_restorer("desmoke")
 SMOOTH = get_restorer("smooth")
 
+
+def on_cuda(backend: tuple[str, str], id: str, *marks) -> object:
+    """A backend that runs on a CUDA GPU: marked ``gpu``, skipped with the reason without one."""
+    needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+    return pytest.param(backend, id=id, marks=[pytest.mark.gpu, *marks, needs_gpu])
+
+
 BACKENDS = [
     pytest.param(("onnxruntime", "cpu"), id="onnxruntime-cpu"),
     # The same restorer exported with the pixel work in the graph (uint8 frames in and out).
     pytest.param(("onnxruntime-frames", "cpu"), id="onnxruntime-frames-cpu"),
     pytest.param(("torch", "cpu"), id="torch-cpu"),
-    pytest.param(
-        ("torch", "cuda"),
-        id="torch-cuda-graphs",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-        ],
-    ),
-    pytest.param(
-        ("aoti", "cuda"),
-        id="aoti-cuda",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.slow,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-        ],
-    ),
+    on_cuda(("torch", "cuda"), "torch-cuda-graphs"),
+    on_cuda(("aoti", "cuda"), "aoti-cuda", pytest.mark.slow),
     pytest.param(
         ("tensorrt", "cuda"),
         id="tensorrt",

@@ -24,16 +24,33 @@ def run_cli_without_torch(args: list[str], **env: str) -> subprocess.CompletedPr
     )
 
 
-def test_live_path_imports_without_torch():
-    """A TensorRT deployment box has no torch: registry, engines, graph, the ONNX lookup
-    and its FP16 conversion must import without it."""
-    code = BLOCK_TORCH + (
-        "import smokeclear.registry, smokeclear.engines.onnxruntime_engine\n"
-        "import smokeclear.engines.tensorrt_engine, smokeclear.runtime, smokeclear.restore\n"
-        "import smokeclear.onnx_models, smokeclear.export.fp16, smokeclear.cli\n"
-        "import smokeclear.export.tensorrt_build, smokeclear.engines.engine_cache\n"
-        "import smokeclear.stream.graph, smokeclear.stream.sources.opencv\nprint('ok')"
-    )
+@pytest.mark.parametrize(
+    ("blocked", "modules"),
+    [
+        pytest.param(
+            # A TensorRT deployment box has no torch: registry, engines, graph, the ONNX
+            # lookup and its FP16 conversion must import without it.
+            ("torch",),
+            "smokeclear.registry, smokeclear.engines.onnxruntime_engine, "
+            "smokeclear.engines.tensorrt_engine, smokeclear.runtime, smokeclear.restore, "
+            "smokeclear.onnx_models, smokeclear.export.fp16, smokeclear.cli, "
+            "smokeclear.export.tensorrt_build, smokeclear.engines.engine_cache, "
+            "smokeclear.stream.graph, smokeclear.stream.sources.opencv",
+            id="live-path-without-torch",
+        ),
+        pytest.param(
+            # The TensorRT files load their heavy imports only when an engine starts.
+            ("tensorrt", "cuda", "cuda.bindings", "torch"),
+            "smokeclear.engines.tensorrt_engine, smokeclear.engines.engine_cache, "
+            "smokeclear.engines.cuda_runtime, smokeclear.engines.tensorrt_support, "
+            "smokeclear.export.tensorrt_build, smokeclear.export.tensorrt_precision",
+            id="tensorrt-files-without-tensorrt-cuda-python-or-torch",
+        ),
+    ],
+)
+def test_modules_import_without(blocked: tuple[str, ...], modules: str):
+    code = f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n"
+    code += f"import {modules}\nprint('ok')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
 

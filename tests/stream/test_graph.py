@@ -263,42 +263,6 @@ def test_controls_count_changes_and_ignore_keys_without_a_detail_stage():
     assert smooth.handle_key(ord("]")) and smooth.snapshot() == (0, None)
 
 
-class GainEngine:
-    """An engine double with a detail stage: output = frame scaled by the gain it was given."""
-
-    def __init__(self, gain: float, live: bool = True) -> None:
-        self.name = "gain-double"
-        self.gain = gain
-        self.live = live
-        self.gains: list[float] = []  # every set_detail_gain call
-        self.applied_at: list[int] = []  # infer calls before each one
-        self.calls = 0
-        self.started = 0
-
-    def start(self, height: int, width: int) -> None:
-        self.started += 1
-
-    def upload(self, frame: np.ndarray) -> np.ndarray:
-        return frame.copy()
-
-    def infer(self, tensor: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        return np.clip(tensor * self.gain, 0, 255).astype(np.uint8)
-
-    def download(self, tensor: np.ndarray, height: int, width: int) -> np.ndarray:
-        return tensor
-
-    def set_detail_gain(self, gain: float) -> bool:
-        self.gains.append(gain)
-        self.applied_at.append(self.calls)
-        if self.live:
-            self.gain = gain
-        return self.live
-
-    def close(self) -> None:
-        pass
-
-
 class PressKey(NullSink):
     """Presses a key in the 'window' when the n-th view arrives; keeps the status lines."""
 
@@ -313,7 +277,9 @@ class PressKey(NullSink):
             self.on_key(ord(self.key))
 
 
-def test_graph_hands_a_changed_gain_to_the_engine_before_the_next_frame(monkeypatch):
+def test_graph_hands_a_changed_gain_to_the_engine_before_the_next_frame(
+    monkeypatch, gain_engine_class
+):
     labels: list[str] = []
     original = graph_module.draw_status
 
@@ -322,7 +288,7 @@ def test_graph_hands_a_changed_gain_to_the_engine_before_the_next_frame(monkeypa
         return original(image, mode, detail)
 
     monkeypatch.setattr(graph_module, "draw_status", spy)
-    engine = GainEngine(2.0)
+    engine = gain_engine_class(2.0)
     sink = PressKey(on_view=3, key="]")
     graph, _ = make_graph(engine, 12, live=False, sinks=[sink], detail_gain=2.0)
     sink.on_key = graph.controls.handle_key
@@ -334,15 +300,15 @@ def test_graph_hands_a_changed_gain_to_the_engine_before_the_next_frame(monkeypa
 
 
 @pytest.mark.expect_errors
-def test_a_fresh_engine_after_a_hang_gets_the_current_gain():
+def test_a_fresh_engine_after_a_hang_gets_the_current_gain(gain_engine_class):
     hang = threading.Event()
 
-    class Stuck(GainEngine):
+    class Stuck(gain_engine_class):
         def infer(self, tensor):
             hang.wait()
             return super().infer(tensor)
 
-    stuck, healthy = Stuck(2.0), GainEngine(2.0)
+    stuck, healthy = Stuck(2.0), gain_engine_class(2.0)
     graph, _ = make_graph(stuck, 120, factory=lambda: healthy, restart_after_s=0.3, detail_gain=2.0)
     graph.controls.adjust_detail_gain(1.5)
     try:
@@ -353,8 +319,8 @@ def test_a_fresh_engine_after_a_hang_gets_the_current_gain():
     assert healthy.gains[:1] == [3.5] and healthy.applied_at[0] == 0, healthy.gains
 
 
-def test_an_engine_that_cannot_change_the_gain_keeps_its_own():
-    engine = GainEngine(2.0, live=False)
+def test_an_engine_that_cannot_change_the_gain_keeps_its_own(gain_engine_class):
+    engine = gain_engine_class(2.0, live=False)
     sink = PressKey(on_view=2, key="]")
     graph, _ = make_graph(engine, 8, live=False, sinks=[sink], detail_gain=2.0)
     sink.on_key = graph.controls.handle_key
