@@ -259,6 +259,12 @@ def test_flags_a_recipe_has_no_use_for_are_refused(name, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_entry_names_the_vgg_its_recipe_takes(name):
+    perceptual = driver.recipe_of(get_restorer(name)).perceptual
+    assert get_restorer(name).perceptual_vgg == (perceptual.arch if perceptual else None)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_a_short_live_run_through_the_cli(name, tiny_weights_of, capsys):
     code = main(
         [
