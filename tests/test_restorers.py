@@ -265,23 +265,6 @@ def test_the_entry_names_the_vgg_its_recipe_takes(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_short_live_run_through_the_cli(name, tiny_weights_of, capsys):
-    code = main(
-        [
-            "--restorer",
-            name,
-            "--display",
-            "none",
-            "--size",
-            "64x48",
-            "--fps",
-            "30",
-            "--max-frames",
-            "5",
-            "--backend",
-            "torch",
-            "--weights",
-            str(tiny_weights_of(name)),
-        ]
-    )
+def test_a_short_live_run_through_the_cli(name, tiny_weights_of, short_live_argv, capsys):
+    code = main(short_live_argv(5, "--restorer", name, "--weights", str(tiny_weights_of(name))))
     assert code == 0, capsys.readouterr().err
