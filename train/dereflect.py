@@ -330,12 +330,6 @@ def inpaint_highlights(image: np.ndarray) -> np.ndarray:
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out synthetic reflections, the scene's highlights, and any real pairs."""
     options = run.options
-    methods = run.methods(
-        {
-            "input": lambda blended: blended,
-            "inpaint": inpaint_highlights,
-        }
-    )
     scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
     cleans = evaluation.held_out_cleans(options, highlights=False)
     synthetic = []
@@ -351,9 +345,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
         for k in range(options.frames_per_scene)
     ]
     sets = [("synthetic reflections + highlights", synthetic), ("scene highlights", highlights)]
-    return evaluation.evaluate_sets(
-        sets + run.real_pairs, methods, options.json_path, options.examples_path
-    )
+    return run.score(sets, {"input": lambda blended: blended, "inpaint": inpaint_highlights})
 
 
 RECIPE = Recipe(

@@ -98,12 +98,6 @@ class PairSampler:
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """The paper's Table 1 on our held-out data, plus a row for the scene's plumes."""
     options = run.options
-    methods = run.methods(
-        {
-            "smoky input": lambda smoky: smoky,
-            "DCP": dehaze_dcp,
-        }
-    )
     images = evaluation.held_out_cleans(options)
     sets = []
     for level_index, (level, opacity) in enumerate(DENSITY_OPACITY.items()):
@@ -123,7 +117,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
             if len(plume_cases) >= options.frames_per_scene * (1 + scene.seed - 2000):
                 break
     sets.append(("scene plumes", plume_cases))
-    return evaluation.evaluate_sets(sets, methods, options.json_path, options.examples_path)
+    return run.score(sets, {"smoky input": lambda smoky: smoky, "DCP": dehaze_dcp})
 
 
 RECIPE = Recipe(

@@ -116,13 +116,13 @@ class WeakCameraSampler:
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(weak, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
-        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(
-                self.frames.real_pairs, self.config.patch_size, size, self.rng
-            )
-        else:
-            pairs = [self.synthetic_pair() for _ in range(size)]
-        return data.oriented_pair_batch(pairs, self.rng)
+        return data.real_or_synthetic_batch(
+            self.frames.real_pairs,
+            self.config,
+            size,
+            self.rng,
+            lambda: [self.synthetic_pair() for _ in range(size)],
+        )
 
 
 # --------------------------------------------------------------------------- loss
@@ -223,14 +223,7 @@ EVAL_FAULTS: dict[str, WeakCameraFaults] = {
 
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out frames through the weak camera (all faults, each alone), and any real pairs."""
-    options = run.options
-    methods = run.methods(
-        {
-            "input": lambda weak: weak,
-            "auto levels": auto_levels,
-        }
-    )
-    cleans = evaluation.held_out_cleans(options)
+    cleans = evaluation.held_out_cleans(run.options)
     sets = []
     for set_index, (label, faults) in enumerate(EVAL_FAULTS.items()):
         cases = [
@@ -238,9 +231,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
             for index, clean in enumerate(cleans)
         ]
         sets.append((label, cases))
-    return evaluation.evaluate_sets(
-        sets + run.real_pairs, methods, options.json_path, options.examples_path
-    )
+    return run.score(sets, {"input": lambda weak: weak, "auto levels": auto_levels})
 
 
 RECIPE = Recipe(

@@ -150,14 +150,14 @@ class DarkSampler:
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
-        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(
-                self.frames.real_pairs, self.config.patch_size, size, self.rng
-            )
-        else:
+
+        def synthetic() -> list[tuple[np.ndarray, np.ndarray]]:
             cleans = [self.clean_patch() for _ in range(size)]
-            pairs = [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
-        return data.oriented_pair_batch(pairs, self.rng)
+            return [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
+
+        return data.real_or_synthetic_batch(
+            self.frames.real_pairs, self.config, size, self.rng, synthetic
+        )
 
 
 # --------------------------------------------------------------------------- loss
@@ -293,16 +293,8 @@ METRICS: dict[str, evaluation.Metric] = {
 
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """The paper's protocol and dark cavities on held-out frames, and any real pairs."""
-    options = run.options
-    methods = run.methods(
-        {
-            "input": lambda dark: dark,
-            "gamma inverse": gamma_inverse,
-            "CLAHE": clahe,
-        }
-    )
     protocol, cavities = [], []
-    for index, clean in enumerate(evaluation.held_out_cleans(options)):
+    for index, clean in enumerate(evaluation.held_out_cleans(run.options)):
         rng = np.random.default_rng([17, index])
         protocol.append((clean, darken(clean, EVAL_GAMMA, EVAL_NOISE_SIGMA, rng)))
         field = gamma_field(*clean.shape[:2], EVAL_GAMMA, rng)
@@ -312,9 +304,8 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
         (f"paper protocol: gamma {EVAL_GAMMA:g} + {noise}", protocol),
         (f"dark cavities: gamma field up to {EVAL_GAMMA:g} + {noise}", cavities),
     ]
-    return evaluation.evaluate_sets(
-        sets + run.real_pairs, methods, options.json_path, options.examples_path, metrics=METRICS
-    )
+    baselines = {"input": lambda dark: dark, "gamma inverse": gamma_inverse, "CLAHE": clahe}
+    return run.score(sets, baselines, METRICS)
 
 
 RECIPE = Recipe(

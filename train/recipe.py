@@ -16,7 +16,14 @@ from typing import Any, Protocol
 import numpy as np
 from torch import nn
 
-from smokeclear.train.evaluation import EvalRow, Method, network_method
+from smokeclear.train.evaluation import (
+    DEFAULT_METRICS,
+    EvalRow,
+    Method,
+    Metric,
+    evaluate_sets,
+    network_method,
+)
 from smokeclear.train.loop import Batch, Objective, Validation
 from smokeclear.train.options import EvalOptions
 
@@ -72,6 +79,22 @@ class EvalRun:
     def methods(self, baselines: dict[str, Method]) -> dict[str, Method]:
         """The degraded input and classical ``baselines``, then the network under its name."""
         return {**baselines, self.name: network_method(self.model)}
+
+    def score(
+        self,
+        sets: list[tuple[str, Cases]],
+        baselines: dict[str, Method],
+        metrics: dict[str, Metric] = DEFAULT_METRICS,
+    ) -> list[EvalRow]:
+        """``sets`` and the real pairs through :meth:`methods`: the table's rows, written
+        where the options say."""
+        return evaluate_sets(
+            sets + self.real_pairs,
+            self.methods(baselines),
+            self.options.json_path,
+            self.options.examples_path,
+            metrics,
+        )
 
 
 def pair_validation(batch: Any, config: Any) -> Batch:
