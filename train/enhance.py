@@ -49,11 +49,10 @@ from smokeclear.train.enhance_losses import (
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.losses import (
     AdversarialObjective,
-    Adversary,
     discriminator_loss,
     generator_loss,
 )
-from smokeclear.train.recipe import EvalRun, Perceptual, Recipe, TrainingFrames
+from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Perceptual, Recipe, TrainingSampler
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +98,12 @@ class EnhanceTrainConfig:
 
 
 @dataclass
-class WeakCameraSampler:
+class WeakCameraSampler(TrainingSampler[EnhanceTrainConfig]):
     """Draws ``(weak, clean)`` training batches; deterministic for a given generator."""
-
-    frames: TrainingFrames
-    config: EnhanceTrainConfig
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def synthetic_pair(self) -> tuple[np.ndarray, np.ndarray]:
         config, rng = self.config, self.rng
-        clean = data.clean_patch(
-            self.frames.photos, self.frames.scenes, config.patch_size, config.scene_fraction, rng
-        )
+        clean = self.clean_patch()
         faults = NO_FAULTS if rng.random() < config.identity_fraction else config.faults
         return degrade(clean, rng, faults), clean
 
@@ -136,15 +129,12 @@ class EnhanceObjective(AdversarialObjective):
     """
 
     def __init__(self, config: EnhanceTrainConfig, vgg: nn.Module | None) -> None:
-        self.config = config
-        self.vgg = vgg
-        self.adversary: Adversary | None = None
-        if config.texture_weight > 0:
-            self.adversary = Adversary(
-                TextureDiscriminator(config.patch_size, config.discriminator_width),
-                config.learning_rate,
-                config.betas,
-            )
+        super().__init__(
+            config,
+            vgg,
+            config.texture_weight,
+            lambda: TextureDiscriminator(config.patch_size, config.discriminator_width),
+        )
         self.weights = {
             "content": config.content_weight,
             "texture": config.texture_weight,
@@ -152,7 +142,6 @@ class EnhanceObjective(AdversarialObjective):
             "tv": config.tv_weight,
             "pixel": config.pixel_weight,
         }
-        self.last_terms: dict[str, float] = {}
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         weak, clean = batch
@@ -251,12 +240,5 @@ RECIPE = Recipe(
     ),
     validation_config=lambda config: replace(config, identity_fraction=0.0),
     tiny_network={"width": 4, "blocks": 1},
-    tiny_train={
-        "patch_size": 32,
-        "batch_size": 2,
-        "steps_per_epoch": 1,
-        "max_epochs": 1,
-        "validation_size": 2,
-        "discriminator_width": 2,
-    },
+    tiny_train={**TINY_TRAIN, "discriminator_width": 2},
 )

@@ -35,7 +35,7 @@ CLAHE on the lightness channel.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -54,12 +54,11 @@ from smokeclear.train import data, evaluation
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.losses import (
     AdversarialObjective,
-    Adversary,
     discriminator_loss,
     generator_loss,
 )
 from smokeclear.train.metrics import hsv_mse, psnr, ssim
-from smokeclear.train.recipe import EvalRun, Perceptual, Recipe, TrainingFrames
+from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Perceptual, Recipe, TrainingSampler
 
 log = logging.getLogger(__name__)
 
@@ -131,22 +130,8 @@ def darken_for_training(
 
 
 @dataclass
-class DarkSampler:
+class DarkSampler(TrainingSampler[LowlightTrainConfig]):
     """Draws ``(dark, clean)`` training batches; deterministic for a given generator."""
-
-    frames: TrainingFrames
-    config: LowlightTrainConfig
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
-
-    def clean_patch(self) -> np.ndarray:
-        config = self.config
-        return data.clean_patch(
-            self.frames.photos,
-            self.frames.scenes,
-            config.patch_size,
-            config.scene_fraction,
-            self.rng,
-        )
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
@@ -211,17 +196,13 @@ class LowlightObjective(AdversarialObjective):
     """
 
     def __init__(self, config: LowlightTrainConfig, vgg: nn.Module | None) -> None:
-        self.config = config
-        self.vgg = vgg
-        self.adversary: Adversary | None = None
-        if config.adversarial_weight > 0:
-            self.adversary = Adversary(
-                Discriminator(config.discriminator_width),
-                config.learning_rate,
-                config.betas,
-                config.weight_decay,
-            )
-        self.last_terms: dict[str, float] = {}
+        super().__init__(
+            config,
+            vgg,
+            config.adversarial_weight,
+            lambda: Discriminator(config.discriminator_width),
+            config.weight_decay,
+        )
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         dark, clean = batch
@@ -324,11 +305,8 @@ RECIPE = Recipe(
     ),
     tiny_network={"width": 2, "edge_width": 2, "scale_channels": 1},
     tiny_train={
+        **TINY_TRAIN,
         "patch_size": 128,  # the Table I discriminator's smallest input
-        "batch_size": 2,
-        "steps_per_epoch": 1,
-        "max_epochs": 1,
-        "validation_size": 2,
         "adversarial_weight": 0.001,
         "discriminator_width": 2,
     },
