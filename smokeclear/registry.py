@@ -70,6 +70,9 @@ class RestorerSpec:
     # ``Class(network, gain)``; None: the restorer has no detail mode.
     detail_stage: str | None = None
     fold_batchnorm: bool = False  # deploy with batch norms folded into the convolutions
+    # torchvision VGG ("vgg16", "vgg19") whose state dict --vgg-weights takes for the
+    # recipe's perceptual loss; None: the recipe has none. Must match recipe.perceptual.arch.
+    perceptual_vgg: str | None = None
     paper_figures: tuple[PaperFigure, ...] = ()
 
 
@@ -134,6 +137,7 @@ register(
         default_config=_package("configs", "dereflect"),
         weights=_package("weights", "dereflect"),
         recipe="smokeclear.train.dereflect:RECIPE",
+        perceptual_vgg="vgg19",
         input_multiple=8,
         pairs=PairLayout(degraded=("blended", "blend", "I"), clean=("transmission", "T", "gt")),
         paper_figures=(
@@ -159,6 +163,7 @@ register(
         default_config=_package("configs", "lowlight"),
         weights=_package("weights", "lowlight"),
         recipe="smokeclear.train.lowlight:RECIPE",
+        perceptual_vgg="vgg16",
         input_multiple=8,
         pairs=PairLayout(
             degraded=("low", "input", "dark"), clean=("high", "normal", "gt", "target")
@@ -213,6 +218,7 @@ register(
         default_config=_package("configs", "enhance"),
         weights=_package("weights", "enhance"),
         recipe="smokeclear.train.enhance:RECIPE",
+        perceptual_vgg="vgg19",
         input_multiple=1,
         pairs=PairLayout(
             degraded=("iphone", "blackberry", "sony", "phone", "input"),
@@ -226,6 +232,17 @@ def pair_layouts_help() -> str:
     """``"blended/ + transmission/ (dereflect), ..."`` for the --pairs-dir help."""
     return ", ".join(
         f"{spec.pairs.describe()} ({spec.name})" for spec in REGISTRY.values() if spec.pairs
+    )
+
+
+def vgg_weights_help() -> str:
+    """``"VGG-19 for dereflect and enhance, VGG-16 for lowlight"`` for the --vgg-weights help."""
+    users: dict[str, list[str]] = {}
+    for spec in REGISTRY.values():
+        if spec.perceptual_vgg:
+            users.setdefault(spec.perceptual_vgg, []).append(spec.name)
+    return ", ".join(
+        f"VGG-{arch.removeprefix('vgg')} for {' and '.join(names)}" for arch, names in users.items()
     )
 
 

@@ -85,24 +85,32 @@ def tiny_weights_of(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def short_live_argv():
+    """``short_live_argv(frames, *more)``: the CLI's argv for a short synthetic live run
+    at 64x48 on torch with no display; ``more`` names the restorers and their weights."""
+
+    def argv(frames: int, *more: str) -> list[str]:
+        return [
+            "--display",
+            "none",
+            "--size",
+            "64x48",
+            "--fps",
+            "30",
+            "--max-frames",
+            str(frames),
+            "--backend",
+            "torch",
+            *more,
+        ]
+
+    return argv
+
+
+@pytest.fixture(scope="session")
 def tiny_weights(tiny_weights_of) -> Path:
     """A width-4 desmoke network with non-trivial random weights and BN statistics."""
     return tiny_weights_of("desmoke")
-
-
-@pytest.fixture(scope="session")
-def tiny_dereflect_weights(tiny_weights_of) -> Path:
-    return tiny_weights_of("dereflect")
-
-
-@pytest.fixture(scope="session")
-def tiny_lowlight_weights(tiny_weights_of) -> Path:
-    return tiny_weights_of("lowlight")
-
-
-@pytest.fixture(scope="session")
-def tiny_enhance_weights(tiny_weights_of) -> Path:
-    return tiny_weights_of("enhance")
 
 
 @pytest.fixture(scope="session")

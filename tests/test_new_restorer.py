@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,7 +19,7 @@ from smokeclear.cli import main
 from smokeclear.registry import REGISTRY, RestorerSpec, register, unregister
 from smokeclear.train import data, evaluation
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.recipe import EvalRun, Recipe, TrainingFrames, tiny_config_yaml
+from smokeclear.train.recipe import EvalRun, Recipe, TrainingSampler, tiny_config_yaml
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -69,32 +68,15 @@ class ToyTrainConfig:
 
 
 @dataclass
-class DarkSampler:
-    frames: TrainingFrames
-    config: ToyTrainConfig
-    rng: np.random.Generator
-
+class DarkSampler(TrainingSampler[ToyTrainConfig]):
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        config = self.config
-        cleans = [
-            data.clean_patch(
-                self.frames.photos,
-                self.frames.scenes,
-                config.patch_size,
-                config.scene_fraction,
-                self.rng,
-            )
-            for _ in range(size)
-        ]
+        cleans = [self.clean_patch() for _ in range(size)]
         return data.to_batch([clean * 0.5 for clean in cleans]), data.to_batch(cleans)
 
 
 def evaluate(run: EvalRun) -> list[EvalRow]:
     cases = [(clean, clean * 0.5) for clean in evaluation.held_out_cleans(run.options)]
-    methods = {"input": lambda dark: dark, run.name: evaluation.network_method(run.model)}
-    return evaluation.evaluate_sets(
-        [("darkened", cases)], methods, run.options.json_path, run.options.examples_path
-    )
+    return run.score([("darkened", cases)], {"input": lambda dark: dark})
 
 
 RECIPE = Recipe(

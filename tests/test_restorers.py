@@ -259,23 +259,12 @@ def test_flags_a_recipe_has_no_use_for_are_refused(name, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_short_live_run_through_the_cli(name, tiny_weights_of, capsys):
-    code = main(
-        [
-            "--restorer",
-            name,
-            "--display",
-            "none",
-            "--size",
-            "64x48",
-            "--fps",
-            "30",
-            "--max-frames",
-            "5",
-            "--backend",
-            "torch",
-            "--weights",
-            str(tiny_weights_of(name)),
-        ]
-    )
+def test_the_entry_names_the_vgg_its_recipe_takes(name):
+    perceptual = driver.recipe_of(get_restorer(name)).perceptual
+    assert get_restorer(name).perceptual_vgg == (perceptual.arch if perceptual else None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_short_live_run_through_the_cli(name, tiny_weights_of, short_live_argv, capsys):
+    code = main(short_live_argv(5, "--restorer", name, "--weights", str(tiny_weights_of(name))))
     assert code == 0, capsys.readouterr().err

@@ -225,6 +225,23 @@ def _orient(image: np.ndarray, turns: int, flip: bool) -> np.ndarray:
     return image[:, ::-1] if flip else image
 
 
+def real_or_synthetic_batch(
+    real_pairs: list[tuple[np.ndarray, np.ndarray]],
+    config: Any,
+    size: int,
+    rng: np.random.Generator,
+    synthetic: Callable[[], list[tuple[np.ndarray, np.ndarray]]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An oriented ``(degraded, clean)`` batch of ``size``: crops of the real pairs with
+    probability ``config.real_fraction`` where there are any, else the pairs ``synthetic()``
+    draws."""
+    if real_pairs and rng.random() < config.real_fraction:
+        pairs = random_pair_crops(real_pairs, config.patch_size, size, rng)
+    else:
+        pairs = synthetic()
+    return oriented_pair_batch(pairs, rng)
+
+
 def random_pair_crops(
     pairs: list[tuple[np.ndarray, np.ndarray]], size: int, count: int, rng: np.random.Generator
 ) -> list[tuple[np.ndarray, ...]]:

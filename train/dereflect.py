@@ -26,7 +26,7 @@ real pairs given by path.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import cv2
@@ -41,7 +41,6 @@ from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.losses import (
     AdversarialObjective,
-    Adversary,
     PatchDiscriminator,
     gamma_expand,
     iteration_weights,
@@ -49,7 +48,7 @@ from smokeclear.train.losses import (
     relativistic_losses,
     ssim,
 )
-from smokeclear.train.recipe import EvalRun, Perceptual, Recipe, TrainingFrames
+from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Perceptual, Recipe, TrainingSampler
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +116,8 @@ def scene_highlight_pair(
 
 
 @dataclass
-class ReflectionSampler:
+class ReflectionSampler(TrainingSampler[DereflectTrainConfig]):
     """Draws training batches; deterministic for a given generator."""
-
-    frames: TrainingFrames
-    config: DereflectTrainConfig
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def synthetic(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """One ``(blended, transmission, reflection, alpha)`` patch triple and its alpha."""
@@ -185,14 +180,12 @@ class DereflectObjective(AdversarialObjective):
     """
 
     def __init__(self, config: DereflectTrainConfig, vgg: nn.Module | None) -> None:
-        self.config = config
-        self.vgg = vgg
-        self.adversary: Adversary | None = None
-        if config.adversarial_weight > 0:
-            self.adversary = Adversary(
-                PatchDiscriminator(config.discriminator_width), config.learning_rate, config.betas
-            )
-        self.last_terms: dict[str, float] = {}
+        super().__init__(
+            config,
+            vgg,
+            config.adversarial_weight,
+            lambda: PatchDiscriminator(config.discriminator_width),
+        )
 
     def __call__(self, model: nn.Module, batch: ReflectionBatch) -> torch.Tensor:
         config = self.config
@@ -330,12 +323,6 @@ def inpaint_highlights(image: np.ndarray) -> np.ndarray:
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out synthetic reflections, the scene's highlights, and any real pairs."""
     options = run.options
-    methods = run.methods(
-        {
-            "input": lambda blended: blended,
-            "inpaint": inpaint_highlights,
-        }
-    )
     scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
     cleans = evaluation.held_out_cleans(options, highlights=False)
     synthetic = []
@@ -351,9 +338,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
         for k in range(options.frames_per_scene)
     ]
     sets = [("synthetic reflections + highlights", synthetic), ("scene highlights", highlights)]
-    return evaluation.evaluate_sets(
-        sets + run.real_pairs, methods, options.json_path, options.examples_path
-    )
+    return run.score(sets, {"input": lambda blended: blended, "inpaint": inpaint_highlights})
 
 
 RECIPE = Recipe(
@@ -375,12 +360,5 @@ RECIPE = Recipe(
         "vgg19", VGG_LAYERS, "the paper's VGG-19 term (lambda 0.2)", "perceptual_weight"
     ),
     tiny_network={"width": 2, "se_blocks": 1, "iterations": 2},
-    tiny_train={
-        "patch_size": 32,
-        "batch_size": 2,
-        "steps_per_epoch": 1,
-        "max_epochs": 1,
-        "validation_size": 2,
-        "discriminator_width": 4,
-    },
+    tiny_train={**TINY_TRAIN, "discriminator_width": 4},
 )

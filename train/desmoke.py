@@ -13,7 +13,7 @@ channel prior and of the model. A fourth row uses the scene's own plumes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.dcp import dehaze_dcp
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.loop import Batch
-from smokeclear.train.recipe import EvalRun, Recipe, TrainingFrames
+from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Recipe, TrainingSampler
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,8 @@ class DesmokeTrainConfig:
 
 
 @dataclass
-class PairSampler:
+class PairSampler(TrainingSampler[DesmokeTrainConfig]):
     """Draws (smoky, clean) training patches; deterministic for a given generator."""
-
-    frames: TrainingFrames
-    config: DesmokeTrainConfig
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def pair(self) -> tuple[np.ndarray, np.ndarray]:
         """One ``(patch, patch, 3)`` float32 RGB pair in [0, 1]."""
@@ -98,12 +94,6 @@ class PairSampler:
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """The paper's Table 1 on our held-out data, plus a row for the scene's plumes."""
     options = run.options
-    methods = run.methods(
-        {
-            "smoky input": lambda smoky: smoky,
-            "DCP": dehaze_dcp,
-        }
-    )
     images = evaluation.held_out_cleans(options)
     sets = []
     for level_index, (level, opacity) in enumerate(DENSITY_OPACITY.items()):
@@ -123,7 +113,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
             if len(plume_cases) >= options.frames_per_scene * (1 + scene.seed - 2000):
                 break
     sets.append(("scene plumes", plume_cases))
-    return evaluation.evaluate_sets(sets, methods, options.json_path, options.examples_path)
+    return run.score(sets, {"smoky input": lambda smoky: smoky, "DCP": dehaze_dcp})
 
 
 RECIPE = Recipe(
@@ -138,11 +128,5 @@ RECIPE = Recipe(
     evaluate=evaluate,
     table_column="density",
     tiny_network={"width": 4, "max_channels": 16},
-    tiny_train={
-        "patch_size": 64,
-        "batch_size": 2,
-        "steps_per_epoch": 1,
-        "max_epochs": 1,
-        "validation_size": 2,
-    },
+    tiny_train={**TINY_TRAIN, "patch_size": 64},
 )

@@ -49,11 +49,10 @@ from smokeclear.train.enhance_losses import (
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.losses import (
     AdversarialObjective,
-    Adversary,
     discriminator_loss,
     generator_loss,
 )
-from smokeclear.train.recipe import EvalRun, Perceptual, Recipe, TrainingFrames
+from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Perceptual, Recipe, TrainingSampler
 
 log = logging.getLogger(__name__)
 
@@ -99,30 +98,24 @@ class EnhanceTrainConfig:
 
 
 @dataclass
-class WeakCameraSampler:
+class WeakCameraSampler(TrainingSampler[EnhanceTrainConfig]):
     """Draws ``(weak, clean)`` training batches; deterministic for a given generator."""
-
-    frames: TrainingFrames
-    config: EnhanceTrainConfig
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def synthetic_pair(self) -> tuple[np.ndarray, np.ndarray]:
         config, rng = self.config, self.rng
-        clean = data.clean_patch(
-            self.frames.photos, self.frames.scenes, config.patch_size, config.scene_fraction, rng
-        )
+        clean = self.clean_patch()
         faults = NO_FAULTS if rng.random() < config.identity_fraction else config.faults
         return degrade(clean, rng, faults), clean
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(weak, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
-        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(
-                self.frames.real_pairs, self.config.patch_size, size, self.rng
-            )
-        else:
-            pairs = [self.synthetic_pair() for _ in range(size)]
-        return data.oriented_pair_batch(pairs, self.rng)
+        return data.real_or_synthetic_batch(
+            self.frames.real_pairs,
+            self.config,
+            size,
+            self.rng,
+            lambda: [self.synthetic_pair() for _ in range(size)],
+        )
 
 
 # --------------------------------------------------------------------------- loss
@@ -136,15 +129,12 @@ class EnhanceObjective(AdversarialObjective):
     """
 
     def __init__(self, config: EnhanceTrainConfig, vgg: nn.Module | None) -> None:
-        self.config = config
-        self.vgg = vgg
-        self.adversary: Adversary | None = None
-        if config.texture_weight > 0:
-            self.adversary = Adversary(
-                TextureDiscriminator(config.patch_size, config.discriminator_width),
-                config.learning_rate,
-                config.betas,
-            )
+        super().__init__(
+            config,
+            vgg,
+            config.texture_weight,
+            lambda: TextureDiscriminator(config.patch_size, config.discriminator_width),
+        )
         self.weights = {
             "content": config.content_weight,
             "texture": config.texture_weight,
@@ -152,7 +142,6 @@ class EnhanceObjective(AdversarialObjective):
             "tv": config.tv_weight,
             "pixel": config.pixel_weight,
         }
-        self.last_terms: dict[str, float] = {}
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         weak, clean = batch
@@ -223,14 +212,7 @@ EVAL_FAULTS: dict[str, WeakCameraFaults] = {
 
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out frames through the weak camera (all faults, each alone), and any real pairs."""
-    options = run.options
-    methods = run.methods(
-        {
-            "input": lambda weak: weak,
-            "auto levels": auto_levels,
-        }
-    )
-    cleans = evaluation.held_out_cleans(options)
+    cleans = evaluation.held_out_cleans(run.options)
     sets = []
     for set_index, (label, faults) in enumerate(EVAL_FAULTS.items()):
         cases = [
@@ -238,9 +220,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
             for index, clean in enumerate(cleans)
         ]
         sets.append((label, cases))
-    return evaluation.evaluate_sets(
-        sets + run.real_pairs, methods, options.json_path, options.examples_path
-    )
+    return run.score(sets, {"input": lambda weak: weak, "auto levels": auto_levels})
 
 
 RECIPE = Recipe(
@@ -260,12 +240,5 @@ RECIPE = Recipe(
     ),
     validation_config=lambda config: replace(config, identity_fraction=0.0),
     tiny_network={"width": 4, "blocks": 1},
-    tiny_train={
-        "patch_size": 32,
-        "batch_size": 2,
-        "steps_per_epoch": 1,
-        "max_epochs": 1,
-        "validation_size": 2,
-        "discriminator_width": 2,
-    },
+    tiny_train={**TINY_TRAIN, "discriminator_width": 2},
 )

@@ -197,6 +197,24 @@ class AdversarialObjective:
 
     adversary: Adversary | None = None
 
+    def __init__(
+        self,
+        config: Any,
+        vgg: nn.Module | None,
+        adversarial_weight: float,
+        discriminator: Callable[[], nn.Module],
+        weight_decay: float = 0.0,
+    ) -> None:
+        """Keeps ``config`` (with ``learning_rate`` and ``betas``) and the VGG features;
+        ``discriminator()`` is made, with its Adam, only where ``adversarial_weight > 0``."""
+        self.config = config
+        self.vgg = vgg
+        if adversarial_weight > 0:
+            self.adversary = Adversary(
+                discriminator(), config.learning_rate, config.betas, weight_decay
+            )
+        self.last_terms: dict[str, float] = {}
+
     def after_backward(self, model: nn.Module) -> None:
         """Nothing to clip by default."""
 

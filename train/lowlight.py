@@ -35,7 +35,7 @@ CLAHE on the lightness channel.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -54,12 +54,11 @@ from smokeclear.train import data, evaluation
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.losses import (
     AdversarialObjective,
-    Adversary,
     discriminator_loss,
     generator_loss,
 )
 from smokeclear.train.metrics import hsv_mse, psnr, ssim
-from smokeclear.train.recipe import EvalRun, Perceptual, Recipe, TrainingFrames
+from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Perceptual, Recipe, TrainingSampler
 
 log = logging.getLogger(__name__)
 
@@ -131,33 +130,19 @@ def darken_for_training(
 
 
 @dataclass
-class DarkSampler:
+class DarkSampler(TrainingSampler[LowlightTrainConfig]):
     """Draws ``(dark, clean)`` training batches; deterministic for a given generator."""
-
-    frames: TrainingFrames
-    config: LowlightTrainConfig
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
-
-    def clean_patch(self) -> np.ndarray:
-        config = self.config
-        return data.clean_patch(
-            self.frames.photos,
-            self.frames.scenes,
-            config.patch_size,
-            config.scene_fraction,
-            self.rng,
-        )
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
-        if self.frames.real_pairs and self.rng.random() < self.config.real_fraction:
-            pairs = data.random_pair_crops(
-                self.frames.real_pairs, self.config.patch_size, size, self.rng
-            )
-        else:
+
+        def synthetic() -> list[tuple[np.ndarray, np.ndarray]]:
             cleans = [self.clean_patch() for _ in range(size)]
-            pairs = [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
-        return data.oriented_pair_batch(pairs, self.rng)
+            return [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
+
+        return data.real_or_synthetic_batch(
+            self.frames.real_pairs, self.config, size, self.rng, synthetic
+        )
 
 
 # --------------------------------------------------------------------------- loss
@@ -211,17 +196,13 @@ class LowlightObjective(AdversarialObjective):
     """
 
     def __init__(self, config: LowlightTrainConfig, vgg: nn.Module | None) -> None:
-        self.config = config
-        self.vgg = vgg
-        self.adversary: Adversary | None = None
-        if config.adversarial_weight > 0:
-            self.adversary = Adversary(
-                Discriminator(config.discriminator_width),
-                config.learning_rate,
-                config.betas,
-                config.weight_decay,
-            )
-        self.last_terms: dict[str, float] = {}
+        super().__init__(
+            config,
+            vgg,
+            config.adversarial_weight,
+            lambda: Discriminator(config.discriminator_width),
+            config.weight_decay,
+        )
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         dark, clean = batch
@@ -293,16 +274,8 @@ METRICS: dict[str, evaluation.Metric] = {
 
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """The paper's protocol and dark cavities on held-out frames, and any real pairs."""
-    options = run.options
-    methods = run.methods(
-        {
-            "input": lambda dark: dark,
-            "gamma inverse": gamma_inverse,
-            "CLAHE": clahe,
-        }
-    )
     protocol, cavities = [], []
-    for index, clean in enumerate(evaluation.held_out_cleans(options)):
+    for index, clean in enumerate(evaluation.held_out_cleans(run.options)):
         rng = np.random.default_rng([17, index])
         protocol.append((clean, darken(clean, EVAL_GAMMA, EVAL_NOISE_SIGMA, rng)))
         field = gamma_field(*clean.shape[:2], EVAL_GAMMA, rng)
@@ -312,9 +285,8 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
         (f"paper protocol: gamma {EVAL_GAMMA:g} + {noise}", protocol),
         (f"dark cavities: gamma field up to {EVAL_GAMMA:g} + {noise}", cavities),
     ]
-    return evaluation.evaluate_sets(
-        sets + run.real_pairs, methods, options.json_path, options.examples_path, metrics=METRICS
-    )
+    baselines = {"input": lambda dark: dark, "gamma inverse": gamma_inverse, "CLAHE": clahe}
+    return run.score(sets, baselines, METRICS)
 
 
 RECIPE = Recipe(
@@ -333,11 +305,8 @@ RECIPE = Recipe(
     ),
     tiny_network={"width": 2, "edge_width": 2, "scale_channels": 1},
     tiny_train={
+        **TINY_TRAIN,
         "patch_size": 128,  # the Table I discriminator's smallest input
-        "batch_size": 2,
-        "steps_per_epoch": 1,
-        "max_epochs": 1,
-        "validation_size": 2,
         "adversarial_weight": 0.001,
         "discriminator_width": 2,
     },

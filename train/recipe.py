@@ -11,12 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from torch import nn
 
-from smokeclear.train.evaluation import EvalRow, Method, network_method
+from smokeclear.train import data
+from smokeclear.train.evaluation import (
+    DEFAULT_METRICS,
+    EvalRow,
+    Method,
+    Metric,
+    evaluate_sets,
+    network_method,
+)
 from smokeclear.train.loop import Batch, Objective, Validation
 from smokeclear.train.options import EvalOptions
 
@@ -38,6 +46,41 @@ class TrainingFrames:
     photos: list[np.ndarray]
     scenes: list[Any]
     real_pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+#: The tests' tiny training run: one epoch of one step on small batches; a recipe's
+#: ``tiny_train`` starts from it.
+TINY_TRAIN = {
+    "patch_size": 32,
+    "batch_size": 2,
+    "steps_per_epoch": 1,
+    "max_epochs": 1,
+    "validation_size": 2,
+}
+
+ConfigT = TypeVar("ConfigT")
+
+
+@dataclass
+class TrainingSampler(Generic[ConfigT]):
+    """What every recipe's sampler draws from: its frames, its train config and a
+    generator (deterministic for a given one); subclasses add ``batch``."""
+
+    frames: TrainingFrames
+    config: ConfigT
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    def clean_patch(self) -> np.ndarray:
+        """A clean ``config.patch_size`` crop of a scene frame or photo (see
+        :func:`data.clean_patch`), ``(P, P, 3)`` float32 RGB in [0, 1]."""
+        config = self.config
+        return data.clean_patch(
+            self.frames.photos,
+            self.frames.scenes,
+            config.patch_size,
+            config.scene_fraction,
+            self.rng,
+        )
 
 
 @dataclass(frozen=True)
@@ -72,6 +115,22 @@ class EvalRun:
     def methods(self, baselines: dict[str, Method]) -> dict[str, Method]:
         """The degraded input and classical ``baselines``, then the network under its name."""
         return {**baselines, self.name: network_method(self.model)}
+
+    def score(
+        self,
+        sets: list[tuple[str, Cases]],
+        baselines: dict[str, Method],
+        metrics: dict[str, Metric] = DEFAULT_METRICS,
+    ) -> list[EvalRow]:
+        """``sets`` and the real pairs through :meth:`methods`: the table's rows, written
+        where the options say."""
+        return evaluate_sets(
+            sets + self.real_pairs,
+            self.methods(baselines),
+            self.options.json_path,
+            self.options.examples_path,
+            metrics,
+        )
 
 
 def pair_validation(batch: Any, config: Any) -> Batch:

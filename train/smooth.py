@@ -38,8 +38,13 @@ from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.loop import Validation
-from smokeclear.train.recipe import EvalRun, Recipe, TrainingFrames
-from smokeclear.train.smooth_energy import EnergyConfig, edge_map_of, energy
+from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Recipe, TrainingSampler
+from smokeclear.train.smooth_energy import (
+    EnergyConfig,
+    edge_map_of,
+    energy,
+    minimise_directly,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +92,12 @@ class SmoothTrainConfig:
 
 
 @dataclass
-class FrameSampler:
+class FrameSampler(TrainingSampler[SmoothTrainConfig]):
     """Draws ``(image, edge_map)`` training batches; deterministic for a given generator."""
-
-    frames: TrainingFrames
-    config: SmoothTrainConfig
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     def patch(self) -> np.ndarray:
         rng, config = self.rng, self.config
-        patch = data.clean_patch(
-            self.frames.photos, self.frames.scenes, config.patch_size, config.scene_fraction, rng
-        )
+        patch = self.clean_patch()
         patch = np.rot90(patch, int(rng.integers(0, 4)))
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
@@ -194,15 +193,8 @@ def adam_minimiser(
     """Baseline: the energy minimised directly on each image by Adam, from the image itself."""
 
     def minimise(image: np.ndarray) -> np.ndarray:
-        source = _tensor(image)
-        edge_map = edge_map_of(source)
-        output = source.clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([output], lr=learning_rate)
-        for _ in range(iterations):
-            optimizer.zero_grad(set_to_none=True)
-            energy(output, source, edge_map, config).total.backward()
-            optimizer.step()
-        return _array(output.detach().clamp(0.0, 1.0))
+        output = minimise_directly(_tensor(image), config, iterations, learning_rate)
+        return _array(output.clamp(0.0, 1.0))
 
     return minimise
 
@@ -387,11 +379,5 @@ RECIPE = Recipe(
     objective=lambda config, vgg: EnergyObjective(config.energy),
     validation=lambda batch, config: energy_validation(batch, config.energy),
     tiny_network={"width": 8, "dilations": [2, 1]},
-    tiny_train={
-        "patch_size": 32,
-        "batch_size": 1,
-        "steps_per_epoch": 1,
-        "max_epochs": 1,
-        "validation_size": 1,
-    },
+    tiny_train={**TINY_TRAIN, "batch_size": 1, "validation_size": 1},
 )

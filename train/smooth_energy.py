@@ -372,3 +372,22 @@ def energy(
 def edge_map_of(image: torch.Tensor) -> torch.Tensor:
     """``B`` for ``(B, 3, H, W)`` RGB on [0, 1]: :func:`important_edges` of its response."""
     return important_edges(edge_response(image * LEVELS))
+
+
+def minimise_directly(
+    image: torch.Tensor,
+    config: EnergyConfig,
+    steps: int,
+    learning_rate: float,
+    edge_map: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The energy minimised by Adam on the output pixels, from ``image`` itself (the
+    paper's Sec. 5.1 baseline); ``edge_map`` defaults to :func:`edge_map_of` ``image``."""
+    edge_map = edge_map_of(image) if edge_map is None else edge_map
+    output = image.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([output], lr=learning_rate)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        energy(output, image, edge_map, config).total.backward()
+        optimizer.step()
+    return output.detach()

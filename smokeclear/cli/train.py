@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from smokeclear.registry import pair_layouts_help
+from smokeclear.registry import pair_layouts_help, vgg_weights_help
 
 
 def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
         "--vgg-weights",
         type=Path,
         help="torchvision VGG state dict for the perceptual loss (off without it): "
-        "VGG-19 for dereflect and enhance, VGG-16 for lowlight",
+        f"{vgg_weights_help()}",
     )
     train.add_argument("--config", type=Path, help="YAML with network: and train: sections")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")

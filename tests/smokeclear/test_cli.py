@@ -73,37 +73,18 @@ def test_live_run_on_the_synthetic_scene_records_and_summarises(tmp_path, capsys
     ],
 )
 def test_restorers_run_live_alone_and_after_desmoke(
-    chain,
-    capsys,
-    tiny_weights,
-    tiny_dereflect_weights,
-    tiny_lowlight_weights,
-    tiny_smooth_weights,
-    tiny_enhance_weights,
+    chain, capsys, short_live_argv, tiny_weights_of, tiny_smooth_weights
 ):
-    weights = {
-        "desmoke": tiny_weights,
-        "dereflect": tiny_dereflect_weights,
-        "lowlight": tiny_lowlight_weights,
-        "smooth": tiny_smooth_weights,
-        "enhance": tiny_enhance_weights,
-    }
+    weights = {"smooth": tiny_smooth_weights}
+    for name in chain.split(","):
+        weights.setdefault(name, tiny_weights_of(name))
     code = main(
-        [
-            "--display",
-            "none",
-            "--size",
-            "64x48",
-            "--fps",
-            "30",
-            "--max-frames",
-            "20",
-            "--backend",
-            "torch",
+        short_live_argv(
+            20,
             "--restorer",
             chain,
             *(f"--weights={name}={weights[name]}" for name in chain.split(",")),
-        ]
+        )
     )
     printed = capsys.readouterr().out
     assert code == 0

@@ -22,6 +22,7 @@ from smokeclear.train.smooth_energy import (
     half_window_offsets,
     important_edges,
     large_p_mask,
+    minimise_directly,
     rgb_to_yuv,
     window_offsets,
 )
@@ -61,15 +62,8 @@ def minimise(
     learning_rate: float = 5e-3,
     edge_map: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Adam on the output pixels, from the input itself (the paper's Sec. 5.1 baseline)."""
-    edge_map = edge_map_of(image) if edge_map is None else edge_map
-    output = image.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([output], lr=learning_rate)
-    for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        energy(output, image, edge_map, config).total.backward()
-        optimizer.step()
-    return output.detach()
+    """:func:`minimise_directly` with the steps and rate these 32 x 32 tests need."""
+    return minimise_directly(image, config, steps, learning_rate, edge_map)
 
 
 # --------------------------------------------------------------------------- Eq. 3
