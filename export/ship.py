@@ -1,12 +1,14 @@
 """Write the ONNX models shipped as package data: ``python -m smokeclear.export.ship``.
 
 A first run should not wait for an export (about 17 s, and torch on the box): the
-wheel carries every registered restorer's FP32 model at work scale 1 (the GPU
-default) and 0.5 (the CPU default), about 11 MB in all. Each file is
-``smokeclear/models/STEM.onnx`` and records its provenance (weights, sources, work
-scale, output mode; :func:`smokeclear.onnx_models.provenance`), so the runtime uses
-it only for exactly those inputs, and ``tests/smokeclear/test_onnx_models.py`` fails
-when one is stale. TensorRT converts it to FP16 on first use, without torch.
+wheel carries every registered restorer's FP32 model at work scale 0.5, the CPU
+default that onnxruntime runs, about 8 MB in all (work scale 1 as well would double
+it to 16 MB, for the onnxruntime CPU path at full resolution only: a GPU box runs
+TensorRT's frame model or torch). Each file is ``smokeclear/models/STEM.onnx`` and
+records its provenance (weights, sources, work scale, output mode, I/O kind;
+:func:`smokeclear.onnx_models.provenance`), so the runtime uses it only for exactly
+those inputs, and ``tests/smokeclear/test_onnx_models.py`` fails when one is stale.
+Anything else is exported once into the cache (with torch) or given with ``--onnx``.
 
 Run it after changing weights, a network or the exporter, then commit the files:
 
@@ -25,8 +27,8 @@ from smokeclear.onnx_models import SHIPPED_DIR, model_metadata, provenance, stal
 from smokeclear.registry import REGISTRY
 from smokeclear.runtime import EngineRequest
 
-#: Work scales shipped: 1 is the GPU profile's default, 0.5 the CPU profile's.
-SHIPPED_WORK_SCALES = (1.0, 0.5)
+#: Work scales shipped: 0.5, the CPU profile's default (onnxruntime's).
+SHIPPED_WORK_SCALES = (0.5,)
 #: Above this the wheel carries more model than the default runs need.
 SIZE_BUDGET_BYTES = 12 * 1024 * 1024
 
@@ -68,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="default: %(default)s")
     parser.add_argument("--check", action="store_true", help="only report; exit 1 when stale")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Our export lines only; the exporters' own INFO chatter stays quiet.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("smokeclear")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     requests = shipped_requests()
     if args.check:
         reasons = {r.artefact_stem: stale_reason(r, args.out) for r in requests}
