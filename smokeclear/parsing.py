@@ -21,6 +21,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return size
 
 
+def output_file(text: str) -> Path:
+    """An output file path whose folder exists (checked before any work, not after it)."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise UserError(
+            f"cannot write {text}: folder {path.parent} does not exist",
+            "Create the folder first, or choose a path in an existing one.",
+        )
+    return path
+
+
 def parse_work_scale(text: str) -> float:
     """``"0.5"`` -> ``0.5``: the network runs at that scale of the frame."""
     if text not in WORK_SCALES:

@@ -8,6 +8,7 @@ per pipeline, each in its own thread with its own stop Event.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from collections.abc import Iterator
@@ -77,6 +78,13 @@ class LiveSettings:
     def __post_init__(self) -> None:
         if self.fps is not None and not 1 <= self.fps <= 1000:
             raise UserError(f"--fps {self.fps} is out of range", "Use a rate between 1 and 1000.")
+        budget = self.budget_ms
+        if budget is not None and not (math.isfinite(budget) and 0 < budget <= 60_000):
+            raise UserError(
+                f"--budget-ms {budget:g} is out of range",
+                "Give the capture-to-display deadline in milliseconds, above 0 and at most "
+                "60000 (e.g. --budget-ms 33), or leave it out for one frame period.",
+            )
         if self.max_frames is not None and self.max_frames < 1:
             raise UserError("--max-frames must be at least 1", "Leave it out to run until stopped.")
         if self.display not in DISPLAYS:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from smokeclear.cli.options import detail_gain_option, engine_options, engine_request
-from smokeclear.parsing import parse_size
+from smokeclear.parsing import output_file, parse_size
 from smokeclear.stream.live import DISPLAYS, VIEWS
 
 
@@ -50,7 +50,7 @@ def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
         choices=("MJPG", "YUYV", "NV12"),
         help="capture format to ask a camera for",
     )
-    run.add_argument("--json", type=Path, help="also write the run report as JSON here")
+    run.add_argument("--json", type=output_file, help="also write the run report as JSON here")
 
 
 def _detail_gain() -> argparse.ArgumentParser:

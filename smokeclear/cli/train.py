@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from smokeclear.errors import UserError
+from smokeclear.parsing import output_file
 from smokeclear.registry import pair_layouts_help, vgg_weights_help
 
 
@@ -71,9 +73,11 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
         default=10,
         help="frames taken from each held-out synthetic scene (default 10; fewer is quicker)",
     )
-    evaluate.add_argument("--json", type=Path, help="also write the table as JSON here")
+    evaluate.add_argument("--json", type=output_file, help="also write the table as JSON here")
     evaluate.add_argument(
-        "--examples", type=Path, help="also write a PNG: one case per row, methods side by side"
+        "--examples",
+        type=output_file,
+        help="also write a PNG: one case per row, methods side by side",
     )
 
 
@@ -104,10 +108,17 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_eval(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from smokeclear.registry import get_restorer
     from smokeclear.train import driver
     from smokeclear.train.options import EvalOptions
 
+    if importlib.util.find_spec("skimage") is None:  # SSIM, before minutes of work
+        raise UserError(
+            "smokeclear eval needs scikit-image (the train extra), which is not installed",
+            'Install it: pip install "smokeclear[train]" (in a clone: pip install -e ".[train]").',
+        )
     spec = get_restorer(args.restorer)
     options = EvalOptions(
         weights=args.weights,

@@ -245,6 +245,12 @@ def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
         (["restore", "nothing.png", "out.png"], "does not exist"),
         (["restore", "image.png", "out.jpg"], "not a lossless still format"),
         (["train", "desmoke", "--out", "x", "--config", "BADCONFIG"], "unknown key 'widht'"),
+        (["--budget-ms", "0"], "--budget-ms 0 is out of range"),
+        (["--budget-ms", "-5"], "--budget-ms -5 is out of range"),
+        (["--budget-ms", "nan"], "--budget-ms nan is out of range"),
+        (["--budget-ms", "inf"], "--budget-ms inf is out of range"),
+        (["--json", "missing/run.json"], "folder missing does not exist"),
+        (["eval", "desmoke", "--json", "missing/t.json"], "folder missing does not exist"),
         (["--detail-gain", "2"], "--detail-gain needs the smooth restorer"),
         (["--detail-gain", "-1", "--restorer", "smooth"], "--detail-gain -1 is negative"),
         (["--detail-gain", "nan", "--restorer", "smooth"], "--detail-gain nan is not a number"),
@@ -265,6 +271,21 @@ def test_bad_input_is_one_clear_line_and_exit_2(argv, message, tmp_path, capsys,
     assert code == 2
     assert len(err) == 1 and err[0].startswith("smokeclear: error: "), err
     assert message in err[0] and "Traceback" not in err[0]
+
+
+def test_eval_without_scikit_image_says_so_before_any_work(capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "skimage" else find_spec(name, *rest),
+    )
+    code = main(["eval", "desmoke"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "needs scikit-image" in err[0] and "smokeclear[train]" in err[0], err
 
 
 def test_unreadable_file_in_the_installed_command(tmp_path):
