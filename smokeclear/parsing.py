@@ -3,6 +3,7 @@ weights and comma lists. Torch-free, so any command can parse its options cheapl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from smokeclear.errors import UserError
@@ -30,6 +31,22 @@ def output_file(text: str) -> Path:
             "Create the folder first, or choose a path in an existing one.",
         )
     return path
+
+
+def refuse_overwriting(output: Path, source: Path, flag: str) -> None:
+    """UserError when writing ``output`` would overwrite ``source`` (links followed).
+
+    ``flag`` names the output option in the message (``--record``, ``restore OUTPUT``).
+    """
+    if not (output.exists() and source.exists()):
+        same = output.resolve() == source.resolve()
+    else:
+        same = os.path.samefile(output, source)
+    if same:
+        raise UserError(
+            f"{flag} {output} is the input {source}: it would be destroyed",
+            "Write the result to another file or folder.",
+        )
 
 
 def parse_work_scale(text: str) -> float:

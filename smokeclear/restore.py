@@ -15,6 +15,7 @@ import numpy as np
 
 from smokeclear.engines.base import Engine
 from smokeclear.errors import FrameFormatError, UserError
+from smokeclear.parsing import refuse_overwriting
 from smokeclear.runtime import EngineRequest, create_engine
 from smokeclear.stream.sinks import CODECS
 from smokeclear.stream.sources import to_bgr8
@@ -26,10 +27,25 @@ log = logging.getLogger(__name__)
 LOSSLESS_SUFFIXES = (".png", ".tif", ".tiff")
 
 
+def check_unique_stems(files: list[Path]) -> None:
+    """UserError when two inputs would be written to one ``STEM.png`` (x.jpg and x.png)."""
+    by_stem: dict[str, list[str]] = {}
+    for path in files:
+        by_stem.setdefault(path.stem, []).append(path.name)
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(names) for names in clashes)
+        raise UserError(
+            f"{listed} would be written to the same output file",
+            "Rename one of each pair, or restore them into separate folders.",
+        )
+
+
 def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
     """Restore ``input_path`` into ``output_path``; returns the number of frames written."""
     if not input_path.exists():
         raise UserError(f"input {input_path} does not exist", "Check the path.")
+    refuse_overwriting(output_path, input_path, "restore output")
     if input_path.is_dir():
         kind = "folder"
         files = sorted(p for p in input_path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -37,6 +53,7 @@ def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
             raise UserError(
                 f"no images in {input_path}", f"Put {', '.join(IMAGE_SUFFIXES)} files there."
             )
+        check_unique_stems(files)
         if output_path.exists() and not output_path.is_dir():
             raise UserError(
                 f"output {output_path} is a file, but the input is a folder",

@@ -19,6 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from smokeclear.errors import UserError
+from smokeclear.parsing import refuse_overwriting
 from smokeclear.stream.stats import RunReport
 
 if TYPE_CHECKING:
@@ -113,6 +114,8 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
     if size is None and settings.synthetic:
         size = (defaults.width, defaults.height)
     fps_request = settings.fps or (defaults.fps if settings.synthetic else None)
+    if settings.record is not None and Path(settings.source).exists():
+        refuse_overwriting(settings.record, Path(settings.source), "--record")
     source = open_source(
         settings.source,
         *(size or (None, None)),

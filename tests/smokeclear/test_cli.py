@@ -251,6 +251,11 @@ def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
         (["--budget-ms", "inf"], "--budget-ms inf is out of range"),
         (["--json", "missing/run.json"], "folder missing does not exist"),
         (["eval", "desmoke", "--json", "missing/t.json"], "folder missing does not exist"),
+        (["restore", "image.png", "image.png"], "it would be destroyed"),
+        (["restore", "image.png", "./link.png"], "it would be destroyed"),
+        (["restore", ".", "."], "it would be destroyed"),
+        (["--source", "image.png", "--record", "image.png"], "it would be destroyed"),
+        (["restore", "clash", "out"], "clash.jpg and clash.png would be written to the same"),
         (["--detail-gain", "2"], "--detail-gain needs the smooth restorer"),
         (["--detail-gain", "-1", "--restorer", "smooth"], "--detail-gain -1 is negative"),
         (["--detail-gain", "nan", "--restorer", "smooth"], "--detail-gain nan is not a number"),
@@ -266,6 +271,10 @@ def test_bad_input_is_one_clear_line_and_exit_2(argv, message, tmp_path, capsys,
     (tmp_path / "CORRUPT").write_bytes(b"\x00" * 64)
     cv2.imwrite(str(tmp_path / "image.png"), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "BADCONFIG").write_text("network:\n  widht: 8\ntrain: {}\n")
+    (tmp_path / "link.png").symlink_to(tmp_path / "image.png")
+    (tmp_path / "clash").mkdir()
+    for suffix in (".jpg", ".png"):
+        cv2.imwrite(str(tmp_path / "clash" / f"clash{suffix}"), np.zeros((8, 8, 3), np.uint8))
     code = main([*argv, "--display", "none"] if argv[0].startswith("--") else argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
