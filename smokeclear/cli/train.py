@@ -17,19 +17,13 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
     )
     train.add_argument("restorer")
     train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
-    train.add_argument(
-        "--clean-dir",
-        type=Path,
-        action="append",
-        default=[],
-        help="folder of clean frames to degrade (repeatable; split by file name)",
+    _folders(
+        train, "--clean-dir", "folder of clean frames to degrade (repeatable; split by file name)"
     )
-    train.add_argument(
+    _folders(
+        train,
         "--pairs-dir",
-        type=Path,
-        action="append",
-        default=[],
-        help=f"folder of real pairs with matching names: {pair_layouts_help()}; repeatable",
+        f"folder of real pairs with matching names: {pair_layouts_help()}; repeatable",
     )
     train.add_argument(
         "--vgg-weights",
@@ -53,20 +47,8 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument("restorer")
     evaluate.add_argument("--weights", type=Path, help="default: the shipped weights")
-    evaluate.add_argument(
-        "--clean-dir",
-        type=Path,
-        action="append",
-        default=[],
-        help="also test on the held-out images of this folder",
-    )
-    evaluate.add_argument(
-        "--pairs-dir",
-        type=Path,
-        action="append",
-        default=[],
-        help=f"also score real pairs: {pair_layouts_help()}; repeatable",
-    )
+    _folders(evaluate, "--clean-dir", "also test on the held-out images of this folder")
+    _folders(evaluate, "--pairs-dir", f"also score real pairs: {pair_layouts_help()}; repeatable")
     evaluate.add_argument(
         "--frames-per-scene",
         type=int,
@@ -79,6 +61,11 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
         type=output_file,
         help="also write a PNG: one case per row, methods side by side",
     )
+
+
+def _folders(parser: argparse.ArgumentParser, flag: str, help_text: str) -> None:
+    """A repeatable folder option (``--clean-dir``, ``--pairs-dir``): a list of paths."""
+    parser.add_argument(flag, type=Path, action="append", default=[], help=help_text)
 
 
 def command_train(args: argparse.Namespace) -> int:
