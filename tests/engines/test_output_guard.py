@@ -170,3 +170,17 @@ def test_the_module_does_not_import_torch_at_import_time():
     with open(source) as handle:
         top_level = [line for line in handle if line.startswith(("import ", "from "))]
     assert not any("torch" in line for line in top_level), top_level
+
+
+def test_restore_fails_a_rejected_frame_with_one_line(rng):
+    from smokeclear.errors import UserError
+    from smokeclear.restore import _run
+
+    engine = TorchEngine(lambda: _Constant(float("nan")))
+    engine.start(16, 24)
+    with pytest.raises(UserError, match=r"restorer output for this frame is not finite") as caught:
+        _run(engine, textured(rng, 16, 24))
+    assert "\n" not in str(caught.value)
+    healthy = TorchEngine(lambda: _Gain())
+    healthy.start(16, 24)
+    assert _run(healthy, textured(rng, 16, 24)).shape == (16, 24, 3)
