@@ -9,10 +9,13 @@ frame (about 64 samples along the short side), in [0, 1] units:
   turns a textured frame into a flat one; a broken engine or all-NaN weights
   (clamped to black in a uint8 frame model) do.
 
-Spreads use values clamped to [0, 1], as ``download`` clamps them, so the rule
-judges what the viewer would see. It is deliberately conservative: a single
-sample that differs lets a frame through (the test suite checks every shipped
-restorer on synthetic and real frames for zero rejections).
+Spreads use the values the engine computed, before ``download`` clamps them:
+the guard stops broken engines, not poor restorations. An untrained network may
+well push a whole frame below 0 (black on screen) with values that still vary;
+that is a model to retrain, and the guard lets it through. It is deliberately
+conservative: a single sample that differs lets a frame through (the test suite
+checks every shipped restorer on synthetic and real frames for zero rejections).
+An output judged as a float tensor is not judged again after its download.
 
 Two implementations of the statistics, tested to agree: :func:`device_range` on
 a torch tensor (one small reduction on the engine's device, six numbers come
@@ -97,8 +100,7 @@ def judge(output_range: np.ndarray, input_range: np.ndarray) -> str | None:
     """
     if not np.isfinite(output_range).all():
         return NOT_FINITE
-    low, high = np.clip(output_range, 0.0, 1.0)
-    flat = float((high - low).max()) <= FLAT_OUTPUT
+    flat = float((output_range[1] - output_range[0]).max()) <= FLAT_OUTPUT
     textured = float((input_range[1] - input_range[0]).max()) >= TEXTURED_INPUT
     return CONSTANT if flat and textured else None
 
@@ -118,14 +120,14 @@ def guarded_download(
     reference = host_range(image, height, width)
     output_range = getattr(engine, "output_range", None)
     if output_range is not None:
-        problem = judge(output_range(tensor, height, width), reference)
+        statistics = output_range(tensor, height, width)
     elif isinstance(tensor, np.ndarray) and tensor.dtype.kind == "f":
-        problem = judge(host_range(tensor, height, width), reference)
-    else:
-        problem = None
+        statistics = host_range(tensor, height, width)
+    else:  # a uint8 frame (clamped in the model's graph), or a buffer only download reads
+        output = engine.download(tensor, height, width)
+        problem = judge(host_range(output, height, width), reference)
+        return (None, problem) if problem is not None else (output, None)
+    problem = judge(statistics, reference)
     if problem is not None:
         return None, problem
-    output = engine.download(tensor, height, width)
-    if output_range is None:
-        problem = judge(host_range(output, height, width), reference)
-    return (None, problem) if problem is not None else (output, None)
+    return engine.download(tensor, height, width), None
