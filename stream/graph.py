@@ -7,12 +7,9 @@ and drops the oldest, so latency cannot build up; the presenter applies the
 deadline rule (:mod:`smokeclear.stream.presenter`) and reads raw frames straight
 from capture, so it keeps showing the live picture (BYPASS) whatever the engine
 does. A watchdog replaces an engine that hangs or keeps failing with a fresh one,
-started in the background, while the view stays in BYPASS.
-
-Every output passes the output guard (:mod:`smokeclear.engines.output_guard`)
-before it can be shown as PROCESSED: a rejected one (NaN, a flat frame from a
-textured input) is counted by reason and the frame is shown raw, BYPASS; three
-rejections in a row count as a failing engine.
+started in the background, while the view stays in BYPASS. Every output passes
+the output guard (:mod:`smokeclear.engines.output_guard`) first: a rejected frame
+is shown raw, BYPASS; three rejections in a row count as a failing engine.
 
 Offline sources (files, folders): queues block, every frame is processed and
 presented in order; a frame whose inference fails is shown raw, marked BYPASS.
@@ -420,17 +417,10 @@ class Graph:
 
     def _reject(self, frame: Frame, engine: Engine, problem: str) -> None:
         """Count and log an output the guard stopped; the frame goes on raw (BYPASS)."""
-        counts = self.counters.guard_rejected
-        counts[problem] = counts.get(problem, 0) + 1
-        total = sum(counts.values())
+        total = self.counters.count_rejection(problem)
         if total in (1, 10) or total % 100 == 0:
-            log.error(
-                "engine %s output for frame %d is %s: shown raw (BYPASS), %d rejected so far",
-                engine.name,
-                frame.seq,
-                problem,
-                total,
-            )
+            message = "%s output of frame %d is %s: shown raw (BYPASS), %d rejected so far"
+            log.error(message, engine.name, frame.seq, problem, total)
         if engine is self.engine:  # frames of a replaced engine do not count against its successor
             self.guard_rejections_in_a_row += 1
 

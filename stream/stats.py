@@ -154,6 +154,11 @@ class Counters:
     # Outputs the output guard stopped, by problem (each frame was shown raw, BYPASS).
     guard_rejected: dict[str, int] = field(default_factory=dict)
 
+    def count_rejection(self, problem: str) -> int:
+        """Count an output the guard stopped; returns the total so far (all problems)."""
+        self.guard_rejected[problem] = self.guard_rejected.get(problem, 0) + 1
+        return sum(self.guard_rejected.values())
+
     @property
     def dropped(self) -> int:
         """Captured frames never shown, neither processed nor as BYPASS."""
