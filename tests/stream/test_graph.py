@@ -446,7 +446,7 @@ def test_live_guard_shows_no_bad_output_and_replaces_the_engine(invert_engine_cl
 def test_live_guard_recovers_with_a_healthy_fresh_engine(invert_engine_class):
     healthy = invert_engine_class()
     graph, shown = make_graph(
-        broken_engine(invert_engine_class, "nan"), 120, factory=lambda: healthy, restart_after_s=0.1
+        broken_engine(invert_engine_class, "nan"), 60, factory=lambda: healthy, restart_after_s=0.1
     )
     report = graph.run()
     modes = [mode for mode, _ in shown]
