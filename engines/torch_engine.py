@@ -33,6 +33,7 @@ from torch import nn
 from smokeclear.engines.base import EngineError, check_frame
 from smokeclear.engines.cuda_runtime import HostTensor, PinnedPools
 from smokeclear.engines.device_pixels import bgr8_to_input, output_to_bgr8
+from smokeclear.engines.output_guard import device_range
 from smokeclear.nets.smooth import DetailMagnify
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,15 @@ class TorchEngine:
             for stage in self._detail_stages:
                 stage.set_gain(gain)
         return True
+
+    @torch.inference_mode()
+    def output_range(self, tensor: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """Per-channel ``[min, max]`` of an ``infer`` output, reduced on the device (the guard).
+
+        See :mod:`smokeclear.engines.output_guard`; runs on the engine's stream.
+        """
+        with self._on_stream():
+            return device_range(tensor, height, width)
 
     @torch.inference_mode()
     def download(self, tensor: torch.Tensor, height: int, width: int) -> np.ndarray:

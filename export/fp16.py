@@ -266,7 +266,7 @@ def compare_models(
     """
     import onnxruntime as ort
 
-    from smokeclear.export.onnx_export import ParityReport, session_feeds
+    from smokeclear.export.onnx_export import compare_outputs, session_feeds
 
     reference = ort.InferenceSession(str(reference_path), providers=["CPUExecutionProvider"])
     reference_names = [value.name for value in reference.get_inputs()]
@@ -280,18 +280,13 @@ def compare_models(
         names = list(session.input_names)
     else:
         raise ValueError(f"evaluator must be 'onnxruntime' or 'reference', got {evaluator!r}")
-    worst, squared, count = 0.0, 0.0, 0
+    pairs = []
     for tensor in inputs:
         expected = reference.run(None, session_feeds(reference_names, tensor, detail_gain))[0]
         expected = expected.astype(np.float64)
         actual = session.run(None, session_feeds(names, tensor, detail_gain))[0]
-        actual = np.asarray(actual, dtype=np.float64)
-        difference = (actual - expected) ** 2
-        worst = max(worst, float(np.sqrt(difference.max())))
-        squared += float(difference.sum())
-        count += difference.size
-    mse = squared / max(count, 1)
-    return ParityReport(worst, math.inf if mse == 0 else 10 * math.log10(1 / mse), len(inputs))
+        pairs.append((np.asarray(actual, dtype=np.float64), expected))
+    return compare_outputs(pairs)  # NaN or inf in either output fails
 
 
 # --------------------------------------------------------------------------- helpers

@@ -45,11 +45,17 @@ MAX_SIDE = 4096
 class ParityReport:
     """ONNX Runtime against PyTorch on the same inputs."""
 
-    max_abs_error: float
+    max_abs_error: float  # inf when any output is not finite: no limit passes it
     psnr_db: float
     inputs: int
+    non_finite: int = 0  # inputs where either output holds NaN or inf
 
     def __str__(self) -> str:
+        if self.non_finite:
+            return (
+                f"{self.non_finite} of {self.inputs} inputs gave NaN or inf outputs "
+                "(a failure, whatever the limit)"
+            )
         return (
             f"max |onnx - torch| = {self.max_abs_error:.2e}, "
             f"PSNR {self.psnr_db:.1f} dB over {self.inputs} inputs"
@@ -190,18 +196,35 @@ def check_parity(module: nn.Module, path: Path, inputs: list[torch.Tensor]) -> P
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [value.name for value in session.get_inputs()]
     gain = module_detail_gain(module)
-    worst, squared, count = 0.0, 0.0, 0
+    pairs = []
     for tensor in inputs:
         with torch.inference_mode():
             expected = module(tensor).numpy()
         actual = session.run(None, session_feeds(names, tensor.numpy(), gain))[0]
         scale = 1 / 255 if expected.dtype == np.uint8 else 1.0
-        difference = ((actual.astype(np.float64) - expected) * scale) ** 2
+        pairs.append((actual.astype(np.float64) * scale, expected.astype(np.float64) * scale))
+    return compare_outputs(pairs)
+
+
+def compare_outputs(pairs: list[tuple[np.ndarray, np.ndarray]]) -> ParityReport:
+    """The parity report of ``(actual, expected)`` output pairs, in [0, 1] units.
+
+    NaN or inf in either output of a pair is a failure: the report's max error is
+    then inf (NaN would compare as smaller than any limit and pass).
+    """
+    worst, squared, count, non_finite = 0.0, 0.0, 0, 0
+    for actual, expected in pairs:
+        if not (np.isfinite(actual).all() and np.isfinite(expected).all()):
+            non_finite += 1
+            continue
+        difference = (actual - expected) ** 2
         worst = max(worst, float(np.sqrt(difference.max())))
         squared += float(difference.sum())
         count += difference.size
+    if non_finite:
+        return ParityReport(math.inf, -math.inf, len(pairs), non_finite)
     mse = squared / max(count, 1)
-    return ParityReport(worst, math.inf if mse == 0 else 10 * math.log10(1 / mse), len(inputs))
+    return ParityReport(worst, math.inf if mse == 0 else 10 * math.log10(1 / mse), len(pairs))
 
 
 @contextlib.contextmanager

@@ -103,8 +103,18 @@ def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
 
 
 def _run(engine: Engine, image: np.ndarray) -> np.ndarray:
+    from smokeclear.engines.output_guard import guarded_download
+
     height, width = image.shape[:2]
-    return engine.download(engine.infer(engine.upload(image)), height, width)
+    tensor = engine.infer(engine.upload(image))
+    output, problem = guarded_download(engine, tensor, image, height, width)
+    if problem is not None:  # never written as if restored (the output guard)
+        raise UserError(
+            f"restorer output for this frame is {problem}",
+            "Check the weights (--weights) and the backend (try --backend torch or onnxruntime); "
+            "re-export or re-download the model.",
+        )
+    return output
 
 
 def _restore_stills(engine: Engine, files: list[Path], target) -> int:

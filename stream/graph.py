@@ -7,7 +7,9 @@ and drops the oldest, so latency cannot build up; the presenter applies the
 deadline rule (:mod:`smokeclear.stream.presenter`) and reads raw frames straight
 from capture, so it keeps showing the live picture (BYPASS) whatever the engine
 does. A watchdog replaces an engine that hangs or keeps failing with a fresh one,
-started in the background, while the view stays in BYPASS.
+started in the background, while the view stays in BYPASS. Every output passes
+the output guard (:mod:`smokeclear.engines.output_guard`) first: a rejected frame
+is shown raw, BYPASS; three rejections in a row count as a failing engine.
 
 Offline sources (files, folders): queues block, every frame is processed and
 presented in order; a frame whose inference fails is shown raw, marked BYPASS.
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 import cv2
 
 from smokeclear.engines.base import Engine
+from smokeclear.engines.output_guard import guarded_download
 from smokeclear.errors import FrameFormatError, UserError
 from smokeclear.stream.controls import LiveControls
 from smokeclear.stream.frame import Frame, Mode
@@ -242,6 +245,8 @@ class Graph:
         self._next_restart_ns = 0
         self._restart_backoff_s = settings.restart_after_s
         self._shown_times: list[int] = []
+        # Outputs of the current engine the guard stopped since its last good one (watchdog).
+        self.guard_rejections_in_a_row = 0
 
     # ------------------------------------------------------------------ public
 
@@ -396,12 +401,28 @@ class Graph:
             return True
         frame.stamp("postprocess_start")
         engine, frame.engine = frame.engine, None
-        frame.output = engine.download(frame.tensor, self.settings.height, self.settings.width)
+        output, problem = guarded_download(
+            engine, frame.tensor, frame.image, self.settings.height, self.settings.width
+        )
         frame.tensor = None
+        if problem is not None:
+            self._reject(frame, engine, problem)
+            return not self.realtime  # live: the presenter shows the live frame (BYPASS)
+        self.guard_rejections_in_a_row = 0
+        frame.output = output
         frame.stamp("postprocess_end")
         self.counters.processed += 1
         self.latency.record_stages(frame)
         return True
+
+    def _reject(self, frame: Frame, engine: Engine, problem: str) -> None:
+        """Count and log an output the guard stopped; the frame goes on raw (BYPASS)."""
+        total = self.counters.count_rejection(problem)
+        if total in (1, 10) or total % 100 == 0:
+            message = "%s output of frame %d is %s: shown raw (BYPASS), %d rejected so far"
+            log.error(message, engine.name, frame.seq, problem, total)
+        if engine is self.engine:  # frames of a replaced engine do not count against its successor
+            self.guard_rejections_in_a_row += 1
 
     # ------------------------------------------------------------------ presenter
 
@@ -493,13 +514,16 @@ class Graph:
         limit_ns = int(self.settings.restart_after_s * 1e9)
         hung = worker.busy_since_ns is not None and now_ns - worker.busy_since_ns > limit_ns
         failing = worker.consecutive_failures >= 3
-        if not (hung or failing):
+        rejected = self.guard_rejections_in_a_row >= 3
+        if not (hung or failing or rejected):
             return
-        why = (
-            f"inference hung for {(now_ns - (worker.busy_since_ns or now_ns)) / 1e9:.1f} s"
-            if hung
-            else f"inference failed {worker.consecutive_failures} times in a row"
-        )
+        if hung:
+            why = f"inference hung for {(now_ns - (worker.busy_since_ns or now_ns)) / 1e9:.1f} s"
+        elif failing:
+            why = f"inference failed {worker.consecutive_failures} times in a row"
+        else:
+            why = f"the output guard rejected {self.guard_rejections_in_a_row} frames in a row"
+        self.guard_rejections_in_a_row = 0
         log.error("%s: starting a fresh engine in the background", why)
         self.counters.engine_restarts += 1
         self._generation += 1

@@ -151,6 +151,13 @@ class Counters:
     infer_errors: int = 0
     bad_frames: int = 0  # source frames in a format we cannot use
     engine_restarts: int = 0
+    # Outputs the output guard stopped, by problem (each frame was shown raw, BYPASS).
+    guard_rejected: dict[str, int] = field(default_factory=dict)
+
+    def count_rejection(self, problem: str) -> int:
+        """Count an output the guard stopped; returns the total so far (all problems)."""
+        self.guard_rejected[problem] = self.guard_rejected.get(problem, 0) + 1
+        return sum(self.guard_rejected.values())
 
     @property
     def dropped(self) -> int:
@@ -208,6 +215,7 @@ class RunReport:
             "unusable source frames": c.bad_frames,
             "NO SIGNAL frames": c.no_signal,
         }
+        extras.update({f"outputs rejected as {why}": n for why, n in c.guard_rejected.items()})
         noted = [f"{name} {value}" for name, value in extras.items() if value]
         if noted:
             lines.append("also: " + ", ".join(noted))

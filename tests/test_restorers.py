@@ -8,6 +8,7 @@ beside each restorer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import cv2
@@ -268,3 +269,41 @@ def test_the_entry_names_the_vgg_its_recipe_takes(name):
 def test_a_short_live_run_through_the_cli(name, tiny_weights_of, short_live_argv, capsys):
     code = main(short_live_argv(5, "--restorer", name, "--weights", str(tiny_weights_of(name))))
     assert code == 0, capsys.readouterr().err
+
+
+@functools.cache
+def guard_frames(height: int, width: int) -> list[np.ndarray]:
+    """Synthetic smoky frames, crops of the docs' example images and, where this machine
+    has them, a few real photos: what the output guard must never reject."""
+    from smokeclear.stream.sources.synthetic import SyntheticSource
+
+    frames = []
+    for seed in (0, 7):
+        source = SyntheticSource(width, height, seed=seed, live=False, max_frames=1)
+        source.open()
+        frames.append(source.read())
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    photos = Path("/work/shared/data/clean_photos")
+    images = sorted(docs.glob("*-examples.png"))[:2] + sorted(photos.glob("*.png"))[:2]
+    for path in images:
+        image = cv2.imread(str(path))
+        crop = image[: image.shape[0] // 2, : image.shape[1] // 3]
+        frames.append(cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA))
+    return frames
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_output_guard_passes_every_shipped_restorer_on_real_and_synthetic_frames(name):
+    from smokeclear.engines.output_guard import guarded_download, host_range, judge
+    from smokeclear.engines.torch_engine import TorchEngine
+    from smokeclear.runtime import EngineRequest, build_chain
+
+    height, width = 37, 53  # odd: padded to the input multiple and cropped back
+    engine = TorchEngine(lambda: build_chain(EngineRequest((get_restorer(name),), "torch")))
+    engine.start(height, width)
+    for index, frame in enumerate(guard_frames(height, width)):
+        tensor = engine.infer(engine.upload(frame))
+        output, problem = guarded_download(engine, tensor, frame, height, width)
+        assert problem is None, f"{name}: frame {index} rejected on the device as {problem}"
+        host = judge(host_range(output, height, width), host_range(frame, height, width))
+        assert host is None, f"{name}: frame {index} rejected on the host as {host}"

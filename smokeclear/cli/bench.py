@@ -136,12 +136,15 @@ def _bench_subcommands(bench) -> None:
         "transfer-cost", help="CPU cost per frame of each backend's upload + download"
     )
     transfer.add_argument("--frames", type=int, default=50, help="timed frames (default 50)")
+    guard = tools.add_parser("guard-cost", help="cost per frame of the output guard")
+    guard.add_argument("--frames", type=int, default=50, help="timed frames (default 50)")
     size_defaults = {
         speed: "640x360",
         backends: "1920x1080 on a GPU, 320x180 on the CPU",
         stats: "1920x1080",
         share: "640x360",
         transfer: "1920x1080",
+        guard: "1920x1080 and 1280x720",
     }
     for tool, default in size_defaults.items():
         tool.add_argument(
@@ -160,6 +163,7 @@ def _bench_subcommands(bench) -> None:
         (stats, _model_stats),
         (share, _module_share),
         (transfer, _transfer_cost),
+        (guard, _guard_cost),
         (report, _report),
     ):
         tool.set_defaults(bench_tool=handler)
@@ -283,6 +287,15 @@ def _transfer_cost(args: argparse.Namespace) -> int:
 
     sizes = [parse_size(size) for size in args.size] or [(1920, 1080)]
     return print_transfer_cost(sizes, args.frames, args.json)
+
+
+def _guard_cost(args: argparse.Namespace) -> int:
+    if args.frames < 1:
+        raise UserError(f"--frames {args.frames} is not a count of frames", "Use e.g. --frames 50.")
+    from smokeclear.bench.guard_cost import print_guard_cost
+
+    sizes = [parse_size(size) for size in args.size] or [(1920, 1080), (1280, 720)]
+    return print_guard_cost(sizes, args.frames, args.json)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -61,6 +61,8 @@ def command_export(args: argparse.Namespace) -> int:
 
 
 def _parity_text(report) -> str:
+    if report.non_finite:  # NaN or inf outputs: the numbers below would be inf and -inf
+        return str(report)
     return (
         f"max abs error {report.max_abs_error:.2e}, PSNR {report.psnr_db:.1f} dB "
         f"over {report.inputs} inputs"

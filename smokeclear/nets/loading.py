@@ -73,6 +73,13 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             f"({type(error).__name__}: {error})",
             "Re-install smokeclear or re-export the weights with `smokeclear train`.",
         ) from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(
+                f"weights file {path} holds non-finite values (NaN or inf) in {name}",
+                "The weights are corrupt or training diverged: use the shipped weights "
+                "(drop --weights) or an earlier checkpoint, or retrain with a lower learning rate.",
+            )
     return tensors, metadata
 
 

@@ -169,3 +169,22 @@ def test_smooth_mode_models_keep_one_input(tiny_smooth_weights, tmp_path):
     model = onnx.load(str(path))
     assert [value.name for value in model.graph.input] == ["image"]
     assert {p.key: p.value for p in model.metadata_props}["inputs"] == "image"
+
+
+def test_nan_in_either_output_fails_parity_whatever_the_limit(exported):
+    import copy
+    import math
+
+    from smokeclear.export.onnx_export import compare_outputs
+
+    module, path = exported
+    broken = copy.deepcopy(module)
+    with torch.no_grad():
+        for parameter in broken.parameters():
+            parameter.fill_(float("nan"))  # the torch side NaN, the ONNX side finite
+    report = check_parity(broken, path, [torch.rand(1, 3, 32, 32)])
+    assert report.max_abs_error == math.inf and report.non_finite == 1, str(report)
+    assert "NaN or inf" in str(report)
+    nan = torch.full((1, 3, 4, 4), float("nan")).numpy()
+    both = compare_outputs([(nan, nan)])  # NaN on both sides used to report 0.00e+00
+    assert not both.max_abs_error <= 1e-4, f"NaN against NaN must not pass: {both}"

@@ -75,3 +75,15 @@ def test_weights_of_another_restorer_are_refused(tmp_path: Path, tiny_weights: P
     save_file(tensors, str(path), metadata=metadata)
     with pytest.raises(UserError, match="holds lowlight weights"):
         load_restorer(DESMOKE, path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_with_non_finite_values_are_refused_at_load(tmp_path: Path, bad: float):
+    net = DesmokeNet(DesmokeConfig(width=4, max_channels=8)).eval()
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = bad  # one value is enough
+    path = tmp_path / "bad.safetensors"
+    save_weights(net, path, DESMOKE, {}, dtype=torch.float16)
+    with pytest.raises(UserError, match=r"bad\.safetensors holds non-finite values") as caught:
+        load_restorer(DESMOKE, path)
+    assert "shipped weights" in caught.value.fix

@@ -239,6 +239,7 @@ def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
         (["--restorer", "desmok"], "unknown restorer 'desmok'"),
         (["--weights", "CORRUPT"], "corrupt or not a safetensors file"),
         (["--weights", "nope.safetensors"], "does not exist"),
+        (["restore", "image.png", "o.png", "--weights", "NAN"], "NAN holds non-finite values"),
         (["--work-scale", "0.3"], "bad --work-scale"),
         (["--no-such-flag"], "unrecognized arguments"),
         (["--record", "out.gif"], "unknown video container"),
@@ -269,6 +270,7 @@ def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
 def test_bad_input_is_one_clear_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "CORRUPT").write_bytes(b"\x00" * 64)
+    write_nan_weights(tmp_path / "NAN")
     cv2.imwrite(str(tmp_path / "image.png"), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "BADCONFIG").write_text("network:\n  widht: 8\ntrain: {}\n")
     (tmp_path / "link.png").symlink_to(tmp_path / "image.png")
@@ -280,6 +282,22 @@ def test_bad_input_is_one_clear_line_and_exit_2(argv, message, tmp_path, capsys,
     assert code == 2
     assert len(err) == 1 and err[0].startswith("smokeclear: error: "), err
     assert message in err[0] and "Traceback" not in err[0]
+
+
+def write_nan_weights(path: Path) -> None:
+    """Tiny desmoke weights with every float NaN (issue 18, case 1)."""
+    import torch
+
+    from smokeclear.nets.desmoke import DesmokeConfig, DesmokeNet
+    from smokeclear.nets.loading import save_weights
+    from smokeclear.registry import get_restorer
+
+    net = DesmokeNet(DesmokeConfig(width=4, max_channels=8))
+    with torch.no_grad():
+        for tensor in net.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
+    save_weights(net.eval(), path, get_restorer("desmoke"), {})
 
 
 def test_eval_without_scikit_image_says_so_before_any_work(capsys, monkeypatch):

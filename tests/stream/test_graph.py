@@ -401,3 +401,64 @@ def test_every_processed_frame_goes_through_one_engine_while_the_watchdog_swaps(
     assert len(engines_that_processed) >= 2, "frames processed before and after a swap"
     assert report.counters.processed == len(log)
     assert any(mode is Mode.PROCESSED for mode, _ in shown)
+
+
+# --------------------------------------------------------------------------- output guard
+
+
+def broken_engine(invert_engine_class, kind: str):
+    """An engine double whose output the guard must stop: all NaN, or one flat grey."""
+
+    class Broken(invert_engine_class):
+        def infer(self, tensor: np.ndarray) -> np.ndarray:
+            self.calls += 1
+            if kind == "nan":
+                return np.full(tensor.shape, np.nan, np.float32)
+            return np.full_like(tensor, 128)
+
+        def download(self, tensor: np.ndarray, height: int, width: int) -> np.ndarray:
+            return np.nan_to_num(tensor).astype(np.uint8)[:height, :width]
+
+    engine = Broken()
+    engine.name = f"{kind}-double"
+    return engine
+
+
+@pytest.mark.expect_errors
+@pytest.mark.parametrize("kind", ["nan", "constant"])
+def test_live_guard_shows_no_bad_output_and_replaces_the_engine(invert_engine_class, kind):
+    engines = [broken_engine(invert_engine_class, kind) for _ in range(3)]
+    fresh = iter(engines[1:])
+    graph, shown = make_graph(engines[0], 60, factory=lambda: next(fresh), restart_after_s=0.1)
+    report = graph.run()
+    counters = report.counters
+    assert counters.shown_processed == 0, f"a {kind} output was shown: {report.format()}"
+    assert [mode for mode, _ in shown].count(Mode.BYPASS) == counters.bypassed > 0
+    reason = {"nan": "not finite (NaN or inf)", "constant": "constant"}[kind]
+    assert any(reason in why for why in counters.guard_rejected), counters.guard_rejected
+    assert sum(counters.guard_rejected.values()) >= 3
+    assert counters.engine_restarts >= 1, "three rejections in a row count as failing"
+    assert "guard_rejected" in report.to_dict()["counters"]
+    assert "outputs rejected as" in report.format()
+
+
+@pytest.mark.expect_errors
+def test_live_guard_recovers_with_a_healthy_fresh_engine(invert_engine_class):
+    healthy = invert_engine_class()
+    graph, shown = make_graph(
+        broken_engine(invert_engine_class, "nan"), 60, factory=lambda: healthy, restart_after_s=0.1
+    )
+    report = graph.run()
+    modes = [mode for mode, _ in shown]
+    assert report.counters.engine_restarts >= 1 and healthy.started == 1
+    assert Mode.PROCESSED in modes, f"the healthy engine's frames come back: {report.format()}"
+
+
+@pytest.mark.expect_errors
+@pytest.mark.parametrize("kind", ["nan", "constant"])
+def test_offline_guard_shows_every_frame_raw_in_place(invert_engine_class, kind):
+    graph, shown = make_graph(broken_engine(invert_engine_class, kind), 8, live=False)
+    report = graph.run()
+    assert shown == [(Mode.BYPASS, seq) for seq in range(8)]
+    assert sum(report.counters.guard_rejected.values()) == 8
+    assert report.counters.processed == 0
