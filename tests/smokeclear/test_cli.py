@@ -235,6 +235,8 @@ def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
     [
         (["--source", "/dev/video99"], "camera /dev/video99 not found"),
         (["--source", "missing.mp4"], "source 'missing.mp4' not found"),
+        (["--source", "missing.mp4", "--reconnect", "forever"], "source 'missing.mp4' not found"),
+        (["--reconnect", "sometimes"], "invalid choice: 'sometimes'"),
         (["--size", "1280by720"], "bad --size '1280by720'"),
         (["--size", "8x8"], "out of range"),
         (["--restorer", "desmok"], "unknown restorer 'desmok'"),
