@@ -66,7 +66,7 @@ def _check_bounds(cls: type, values: dict[str, Any], source: str) -> None:
         if not all(item in bounds for item in items):
             raise UserError(
                 f"{source}.{name} must be in {bounds}, got {_shown(value)}",
-                "Correct that value in the config file.",
+                "Set it within that range.",
             )
 
 
@@ -129,7 +129,7 @@ def from_mapping(cls: type[ConfigT], data: dict[str, Any], source: str) -> Confi
     try:
         return cls(**values)
     except ValueError as error:  # a rule across fields, checked in __post_init__
-        raise UserError(f"{source}: {error}", "Correct those values in the config file.") from None
+        raise UserError(f"{source}: {error}", "Correct those values.") from None
 
 
 def to_mapping(config: Any) -> dict[str, Any]:
