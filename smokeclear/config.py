@@ -2,7 +2,10 @@
 
 Unknown keys are an error that names the key and the file: a misspelt option that
 is silently ignored costs an afternoon. Components take the typed dataclasses,
-never the raw dictionary.
+never the raw dictionary. A numeric field declares its allowed range once, with
+:func:`bounded`; :func:`from_mapping` refuses a value outside it (and NaN) with a
+line that names the file, the key and the range, so `width: 0` or `width: 99999`
+never reaches a constructor or an allocation.
 """
 
 from __future__ import annotations
@@ -18,6 +21,59 @@ import yaml
 from smokeclear.errors import UserError
 
 ConfigT = TypeVar("ConfigT")
+
+_BOUNDS_KEY = "bounds"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The closed range ``[low, high]``, or ``(low, high]`` with ``low_open``."""
+
+    low: float
+    high: float
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high  # NaN fails both
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+
+def bounded(default: Any, low: float, high: float, *, low_open: bool = False) -> Any:
+    """A dataclass field whose value (or each item of a tuple value) must lie in
+    ``[low, high]`` (``(low, high]`` with ``low_open``), checked by :func:`from_mapping`."""
+    return dataclasses.field(default=default, metadata={_BOUNDS_KEY: Bounds(low, high, low_open)})
+
+
+def field_bounds(cls: type) -> dict[str, Bounds]:
+    """The declared bounds of the fields of the dataclass ``cls``, by field name."""
+    return {
+        field.name: field.metadata[_BOUNDS_KEY]
+        for field in dataclasses.fields(cls)
+        if _BOUNDS_KEY in field.metadata
+    }
+
+
+def _check_bounds(cls: type, values: dict[str, Any], source: str) -> None:
+    """Raise a :class:`UserError` for the first of ``values`` outside its field's bounds."""
+    for name, bounds in field_bounds(cls).items():
+        if name not in values:
+            continue
+        value = values[name]
+        items = value if isinstance(value, tuple) else (value,)
+        if not all(item in bounds for item in items):
+            raise UserError(
+                f"{source}.{name} must be in {bounds}, got {_shown(value)}",
+                "Set it within that range.",
+            )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_shown(item) for item in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -69,7 +125,11 @@ def from_mapping(cls: type[ConfigT], data: dict[str, Any], source: str) -> Confi
             f"Valid keys there are: {', '.join(sorted(fields))}.",
         )
     values = {name: _coerce(hints[name], value, f"{source}.{name}") for name, value in data.items()}
-    return cls(**values)
+    _check_bounds(cls, values, source)
+    try:
+        return cls(**values)
+    except ValueError as error:  # a rule across fields, checked in __post_init__
+        raise UserError(f"{source}: {error}", "Correct those values.") from None
 
 
 def to_mapping(config: Any) -> dict[str, Any]:

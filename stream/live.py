@@ -24,11 +24,16 @@ from smokeclear.stream.stats import RunReport
 
 if TYPE_CHECKING:
     from smokeclear.runtime import EngineRequest
+    from smokeclear.stream.sources import Source
 
 log = logging.getLogger("smokeclear")
 
 DISPLAYS = ("auto", "window", "none")
 VIEWS = ("processed", "side-by-side", "split")
+#: never: a live source that cannot connect at start is an error (the CLI's default);
+#: forever: keep retrying with backoff, showing NO SIGNAL, until it connects or the
+#: run is stopped (unattended use). Mid-stream losses are always retried.
+RECONNECT = ("never", "forever")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class LiveSettings:
     view: str = "processed"  # one of VIEWS
     record: Path | None = None  # record the shown view to this video file
     max_frames: int | None = None  # stop after this many captured frames
+    reconnect: str = "never"  # one of RECONNECT: a camera or stream that cannot connect at start
     camera_format: str | None = None  # MJPG, YUYV or NV12 to ask a camera for; None: its default
 
     def __post_init__(self) -> None:
@@ -90,6 +96,8 @@ class LiveSettings:
             raise UserError("--max-frames must be at least 1", "Leave it out to run until stopped.")
         if self.display not in DISPLAYS:
             raise UserError(f"unknown display {self.display!r}", f"Use one of {DISPLAYS}.")
+        if self.reconnect not in RECONNECT:
+            raise UserError(f"unknown --reconnect {self.reconnect!r}", f"Use one of {RECONNECT}.")
         if self.view not in VIEWS:
             raise UserError(f"unknown view {self.view!r}", f"Use one of {VIEWS}.")
 
@@ -107,7 +115,7 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
     from smokeclear.runtime import create_engine, engine_factory
     from smokeclear.stream.graph import Graph, GraphSettings
     from smokeclear.stream.sinks import NullSink, VideoRecorder, WindowSink, display_available
-    from smokeclear.stream.sources import open_source
+    from smokeclear.stream.sources import create_source
 
     defaults, request = settings.defaults, settings.request
     size = settings.size
@@ -116,12 +124,15 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
     fps_request = settings.fps or (defaults.fps if settings.synthetic else None)
     if settings.record is not None and Path(settings.source).exists():
         refuse_overwriting(settings.record, Path(settings.source), "--record")
-    source = open_source(
+    source = create_source(
         settings.source,
         *(size or (None, None)),
         fps=fps_request,
         camera_format=settings.camera_format,
     )
+    if not connect(source, settings.reconnect) and size is None:
+        size = (defaults.width, defaults.height)
+        log.info("until %s connects the view is %dx%d (set it with --size)", source.name, *size)
     # Check the recording path before the engine is built (an export takes seconds).
     recorder = (
         VideoRecorder(settings.record, lossless_queue=not source.live) if settings.record else None
@@ -177,6 +188,26 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
             return graph.run()
     finally:
         source.close()
+
+
+def connect(source: Source, reconnect: str) -> bool:
+    """Open ``source``; True when it connected.
+
+    With ``reconnect`` "forever", a live source (camera, stream) that cannot connect
+    is left closed and False returned: the graph's capture thread retries it with
+    backoff and the view shows NO SIGNAL meanwhile. Otherwise its error is raised.
+    """
+    try:
+        source.open()
+    except UserError as error:
+        if reconnect != "forever" or not source.live:
+            raise
+        log.warning(
+            "%s; retrying until it connects (--reconnect forever; Ctrl-C stops)", error.problem
+        )
+        source.close()
+        return False
+    return True
 
 
 def bypass_hint(report: RunReport) -> str | None:

@@ -2,7 +2,9 @@
 
 Drawn on copies, on the CPU, in the sink side of the graph. BYPASS is marked with
 an amber frame around the whole view as well as its label, so nobody mistakes a
-raw picture for a restored one at a glance.
+raw picture for a restored one at a glance. The mode label sits top right, on the
+restored half of a side-by-side or split view; :func:`compose_view` marks the raw
+half RAW top left, so each half says what it is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ MODE_COLOURS = {
     Mode.BYPASS: (0, 170, 255),
     Mode.NO_SIGNAL: (40, 40, 230),
 }
+RAW_LABEL = "RAW"
+RAW_COLOUR = (235, 235, 235)
 
 
 def compose_view(view: str, raw: np.ndarray, restored: np.ndarray | None) -> np.ndarray:
@@ -27,21 +31,25 @@ def compose_view(view: str, raw: np.ndarray, restored: np.ndarray | None) -> np.
 
     ``restored`` None (BYPASS) puts the raw frame where the restored one would be.
     Returns a new array: ``(H, W, 3)``, or ``(H, 2W, 3)`` for side-by-side.
+    The raw half of side-by-side and split is labelled RAW (top left); the mode
+    label that :func:`draw_status` puts top right then marks the other half.
     """
     shown = raw if restored is None else restored
     if view == "processed":
         return shown.copy()
     if view == "side-by-side":
-        return np.concatenate([raw, shown], axis=1)
-    if view == "split":
+        image = np.concatenate([raw, shown], axis=1)
+    elif view == "split":
         width = raw.shape[1]
         half = width // 2
         image = np.concatenate([raw[:, :half], shown[:, half:]], axis=1)
         cv2.line(
             image, (half, 0), (half, image.shape[0] - 1), (255, 255, 255), max(1, width // 400)
         )
-        return image
-    raise ValueError(f"unknown view {view!r}; choose one of {VIEWS}")
+    else:
+        raise ValueError(f"unknown view {view!r}; choose one of {VIEWS}")
+    _draw_label(image, RAW_LABEL, RAW_COLOUR, right=False)
+    return image
 
 
 def view_size(view: str, width: int, height: int) -> tuple[int, int]:
@@ -52,30 +60,12 @@ def view_size(view: str, width: int, height: int) -> tuple[int, int]:
 def draw_status(image: np.ndarray, mode: Mode, detail: str = "") -> np.ndarray:
     """Draw the mode label (and a border for BYPASS) onto ``image`` in place."""
     height, width = image.shape[:2]
-    scale = max(0.4, min(width, 2 * height) / 1400)
-    thickness = max(1, round(2 * scale))
+    scale, thickness = _text_scale(image)
     colour = MODE_COLOURS[mode]
     if mode is Mode.BYPASS:
         border = max(3, width // 160)
         cv2.rectangle(image, (0, 0), (width - 1, height - 1), colour, border)
-    label = mode.value
-    (text_width, text_height), baseline = cv2.getTextSize(
-        label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness
-    )
-    pad = max(4, round(8 * scale))
-    cv2.rectangle(
-        image, (pad, pad), (3 * pad + text_width, 3 * pad + text_height + baseline), (0, 0, 0), -1
-    )
-    cv2.putText(
-        image,
-        label,
-        (2 * pad, 2 * pad + text_height),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        scale,
-        colour,
-        thickness,
-        cv2.LINE_AA,
-    )
+    pad = _draw_label(image, mode.value, colour, right=True)
     if detail:
         cv2.putText(
             image,
@@ -88,6 +78,41 @@ def draw_status(image: np.ndarray, mode: Mode, detail: str = "") -> np.ndarray:
             cv2.LINE_AA,
         )
     return image
+
+
+def _text_scale(image: np.ndarray) -> tuple[float, int]:
+    """Font scale and stroke thickness for labels on ``image``, from its size."""
+    height, width = image.shape[:2]
+    scale = max(0.4, min(width, 2 * height) / 1400)
+    return scale, max(1, round(2 * scale))
+
+
+def _draw_label(image: np.ndarray, label: str, colour: tuple[int, int, int], right: bool) -> int:
+    """``label`` in ``colour`` on a black box in the top left or top right corner.
+
+    Returns the padding used, for text placed relative to it.
+    """
+    scale, thickness = _text_scale(image)
+    (text_width, text_height), baseline = cv2.getTextSize(
+        label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness
+    )
+    pad = max(4, round(8 * scale))
+    box_width = 2 * pad + text_width
+    left = image.shape[1] - pad - box_width if right else pad
+    cv2.rectangle(
+        image, (left, pad), (left + box_width, 3 * pad + text_height + baseline), (0, 0, 0), -1
+    )
+    cv2.putText(
+        image,
+        label,
+        (left + pad, 2 * pad + text_height),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        colour,
+        thickness,
+        cv2.LINE_AA,
+    )
+    return pad
 
 
 def detail_gain_label(gain: float | None, fixed: bool = False) -> str:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smokeclear.config import bounded
 from smokeclear.synthetic.reflection import GAMMA, synthesize
 from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_EVAL_SIZE
@@ -60,28 +61,34 @@ SATURATION_THRESHOLD = 0.92
 
 @dataclass(frozen=True)
 class DereflectTrainConfig:
-    patch_size: int = 96
-    batch_size: int = 4
-    learning_rate: float = 2e-4  # paper: 2e-4
-    betas: tuple[float, float] = (0.5, 0.99)  # paper: Adam beta1 0.5, beta2 0.99
-    steps_per_epoch: int = 200
-    max_epochs: int = 60  # paper: 60
-    patience: int = 8
-    min_delta: float = 1e-4
-    plateau_patience: int = 0
-    theta: float = 0.85  # iteration weighting theta^(N - i)
-    ssim_weight: float = 0.84  # beta in L_mix = beta L_SSIM + (1 - beta) L_pixel
-    composition_weight: float = 0.4  # lambda_1 .. lambda_4 (Eq. 15)
-    perceptual_weight: float = 0.2
-    mix_weight: float = 0.4
-    adversarial_weight: float = 0.01
-    perceptual_scales: tuple[float, float, float] = (1.0, 0.8, 0.6)  # gamma_1, 3, 5
-    laplacian_clip: float = 0.25  # gradient-norm clip of the Laplacian kernel
-    discriminator_width: int = 16
-    scene_fraction: float = 0.6  # share of patches from the synthetic scene (rest: photos)
-    scene_highlight_fraction: float = 0.5  # of scene patches: its own highlights
-    real_fraction: float = 0.3  # share of batches from real pairs, when given
-    validation_size: int = 32
+    patch_size: int = bounded(96, 8, 4096)
+    batch_size: int = bounded(4, 1, 4096)
+    learning_rate: float = bounded(2e-4, 0, 1, low_open=True)  # paper: 2e-4
+    betas: tuple[float, float] = bounded((0.5, 0.99), 0, 1)  # paper: Adam beta1 0.5, beta2 0.99
+    steps_per_epoch: int = bounded(200, 1, 10_000_000)
+    max_epochs: int = bounded(60, 1, 1_000_000)  # paper: 60
+    patience: int = bounded(8, 0, 1_000_000)
+    min_delta: float = bounded(1e-4, 0, 1e6)
+    plateau_patience: int = bounded(0, 0, 1_000_000)
+    theta: float = bounded(0.85, 0, 1)  # iteration weighting theta^(N - i)
+    ssim_weight: float = bounded(0.84, 0, 1)  # beta in L_mix = beta L_SSIM + (1 - beta) L_pixel
+    composition_weight: float = bounded(0.4, 0, 1e6)  # lambda_1 .. lambda_4 (Eq. 15)
+    perceptual_weight: float = bounded(0.2, 0, 1e6)
+    mix_weight: float = bounded(0.4, 0, 1e6)
+    adversarial_weight: float = bounded(0.01, 0, 1e6)
+    perceptual_scales: tuple[float, float, float] = bounded(
+        (1.0, 0.8, 0.6), 0, 1e6
+    )  # gamma_1, 3, 5
+    laplacian_clip: float = bounded(
+        0.25, 0, 1e6, low_open=True
+    )  # gradient-norm clip of the Laplacian kernel
+    discriminator_width: int = bounded(16, 1, 1024)
+    scene_fraction: float = bounded(
+        0.6, 0, 1
+    )  # share of patches from the synthetic scene (rest: photos)
+    scene_highlight_fraction: float = bounded(0.5, 0, 1)  # of scene patches: its own highlights
+    real_fraction: float = bounded(0.3, 0, 1)  # share of batches from real pairs, when given
+    validation_size: int = bounded(32, 1, 100_000)
     seed: int = 0
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from smokeclear.config import bounded
 from smokeclear.synthetic.smoke import (
     DENSITY_OPACITY,
     cloud_density,
@@ -36,16 +37,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DesmokeTrainConfig:
-    patch_size: int = 128
-    batch_size: int = 8
-    learning_rate: float = 1e-3
-    steps_per_epoch: int = 200
-    max_epochs: int = 40
-    patience: int = 8
-    min_delta: float = 1e-4
-    plateau_patience: int = 0
-    scene_fraction: float = 0.5
-    validation_size: int = 48
+    patch_size: int = bounded(128, 8, 4096)
+    batch_size: int = bounded(8, 1, 4096)
+    learning_rate: float = bounded(1e-3, 0, 1, low_open=True)
+    steps_per_epoch: int = bounded(200, 1, 10_000_000)
+    max_epochs: int = bounded(40, 1, 1_000_000)
+    patience: int = bounded(8, 0, 1_000_000)
+    min_delta: float = bounded(1e-4, 0, 1e6)
+    plateau_patience: int = bounded(0, 0, 1_000_000)
+    scene_fraction: float = bounded(0.5, 0, 1)
+    validation_size: int = bounded(48, 1, 100_000)
     seed: int = 0
 
 

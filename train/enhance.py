@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from smokeclear.config import bounded
 from smokeclear.synthetic.weak_camera import NO_FAULTS, WeakCameraFaults, degrade
 from smokeclear.train import data, evaluation
 from smokeclear.train.enhance_losses import (
@@ -64,25 +65,29 @@ LEVELS_PERCENTILE = 1.0
 
 @dataclass(frozen=True)
 class EnhanceTrainConfig:
-    patch_size: int = 100  # paper: 100x100 patches
-    batch_size: int = 50  # paper: 50
-    learning_rate: float = 5e-4  # paper: Adam, 5e-4
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam defaults (public code)
-    steps_per_epoch: int = 1000
-    max_epochs: int = 20  # paper: 20k iterations
-    patience: int = 5
-    min_delta: float = 0.01  # dB
-    plateau_patience: int = 0
-    content_weight: float = 1.0  # paper Eq. 8 (VGG-19 relu5_4; off without --vgg-weights)
-    texture_weight: float = 0.4
-    color_weight: float = 0.1
-    tv_weight: float = 400.0
-    pixel_weight: float = 0.0  # ours: the unblurred colour loss
-    discriminator_width: int = 48  # paper: 48 channels in the first conv
-    identity_fraction: float = 0.1  # ours: patches left as they are
-    scene_fraction: float = 0.5  # share of patches from the synthetic scene (rest: photos)
-    real_fraction: float = 0.5  # share of batches from real pairs, when given
-    validation_size: int = 32
+    patch_size: int = bounded(100, 8, 4096)  # paper: 100x100 patches
+    batch_size: int = bounded(50, 1, 4096)  # paper: 50
+    learning_rate: float = bounded(5e-4, 0, 1, low_open=True)  # paper: Adam, 5e-4
+    betas: tuple[float, float] = bounded((0.9, 0.999), 0, 1)  # Adam defaults (public code)
+    steps_per_epoch: int = bounded(1000, 1, 10_000_000)
+    max_epochs: int = bounded(20, 1, 1_000_000)  # paper: 20k iterations
+    patience: int = bounded(5, 0, 1_000_000)
+    min_delta: float = bounded(0.01, 0, 1e6)  # dB
+    plateau_patience: int = bounded(0, 0, 1_000_000)
+    content_weight: float = bounded(
+        1.0, 0, 1e6
+    )  # paper Eq. 8 (VGG-19 relu5_4; off without --vgg-weights)
+    texture_weight: float = bounded(0.4, 0, 1e6)
+    color_weight: float = bounded(0.1, 0, 1e6)
+    tv_weight: float = bounded(400.0, 0, 1e6)
+    pixel_weight: float = bounded(0.0, 0, 1e6)  # ours: the unblurred colour loss
+    discriminator_width: int = bounded(48, 1, 1024)  # paper: 48 channels in the first conv
+    identity_fraction: float = bounded(0.1, 0, 1)  # ours: patches left as they are
+    scene_fraction: float = bounded(
+        0.5, 0, 1
+    )  # share of patches from the synthetic scene (rest: photos)
+    real_fraction: float = bounded(0.5, 0, 1)  # share of batches from real pairs, when given
+    validation_size: int = bounded(32, 1, 100_000)
     seed: int = 0
     faults: WeakCameraFaults = field(default_factory=WeakCameraFaults)
 

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smokeclear.config import bounded
 from smokeclear.synthetic.lowlight import (
     EVAL_GAMMA,
     EVAL_NOISE_SIGMA,
@@ -73,26 +74,30 @@ CLAHE_TILES = (8, 8)
 
 @dataclass(frozen=True)
 class LowlightTrainConfig:
-    patch_size: int = 128  # paper: 128 (the Table I discriminator's input)
-    batch_size: int = 10  # paper: 10
-    learning_rate: float = 1e-4  # paper: 1e-4, halved every 8000 iterations
-    betas: tuple[float, float] = (0.9, 0.999)  # paper: Adam defaults
-    weight_decay: float = 1e-5  # paper: 1e-5
-    steps_per_epoch: int = 200
-    max_epochs: int = 100  # paper: 20000 iterations
-    patience: int = 8
-    min_delta: float = 1e-4
-    plateau_patience: int = 0
-    perceptual_weight: float = 0.05  # paper: lambda_p
-    adversarial_weight: float = 1e-3  # paper: lambda_a
-    discriminator_width: int = 32  # paper (Table I): 32, doubling to 512
-    gamma_range: tuple[float, float] = (2.0, 4.0)  # paper: gamma in (2, 4)
-    noise_max: float = 0.02  # noise standard deviation drawn from U(0, noise_max)
-    local_fraction: float = 0.2  # patches darkened by a gamma field (ours)
-    identity_fraction: float = 0.1  # patches left at their exposure (ours)
-    scene_fraction: float = 0.5  # share of patches from the synthetic scene (rest: photos)
-    real_fraction: float = 0.3  # share of batches from real pairs, when given
-    validation_size: int = 32
+    patch_size: int = bounded(128, 8, 4096)  # paper: 128 (the Table I discriminator's input)
+    batch_size: int = bounded(10, 1, 4096)  # paper: 10
+    learning_rate: float = bounded(
+        1e-4, 0, 1, low_open=True
+    )  # paper: 1e-4, halved every 8000 iterations
+    betas: tuple[float, float] = bounded((0.9, 0.999), 0, 1)  # paper: Adam defaults
+    weight_decay: float = bounded(1e-5, 0, 1e6)  # paper: 1e-5
+    steps_per_epoch: int = bounded(200, 1, 10_000_000)
+    max_epochs: int = bounded(100, 1, 1_000_000)  # paper: 20000 iterations
+    patience: int = bounded(8, 0, 1_000_000)
+    min_delta: float = bounded(1e-4, 0, 1e6)
+    plateau_patience: int = bounded(0, 0, 1_000_000)
+    perceptual_weight: float = bounded(0.05, 0, 1e6)  # paper: lambda_p
+    adversarial_weight: float = bounded(1e-3, 0, 1e6)  # paper: lambda_a
+    discriminator_width: int = bounded(32, 1, 1024)  # paper (Table I): 32, doubling to 512
+    gamma_range: tuple[float, float] = bounded((2.0, 4.0), 1, 100)  # paper: gamma in (2, 4)
+    noise_max: float = bounded(0.02, 0, 1)  # noise standard deviation drawn from U(0, noise_max)
+    local_fraction: float = bounded(0.2, 0, 1)  # patches darkened by a gamma field (ours)
+    identity_fraction: float = bounded(0.1, 0, 1)  # patches left at their exposure (ours)
+    scene_fraction: float = bounded(
+        0.5, 0, 1
+    )  # share of patches from the synthetic scene (rest: photos)
+    real_fraction: float = bounded(0.3, 0, 1)  # share of batches from real pairs, when given
+    validation_size: int = bounded(32, 1, 100_000)
     seed: int = 0
 
     def __post_init__(self) -> None:

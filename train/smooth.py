@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from smokeclear.config import bounded
 from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.evaluation import EvalRow
@@ -64,20 +65,22 @@ FLAT_MARGIN = 3
 
 @dataclass(frozen=True)
 class SmoothTrainConfig:
-    patch_size: int = 224  # paper: 224 crops of PASCAL VOC
-    batch_size: int = 1  # paper: 1
-    learning_rate: float = 0.01  # paper: Adam, 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 5e-4  # public code
-    steps_per_epoch: int = 200
-    max_epochs: int = 30  # paper: 30 epochs of ~17k images
-    patience: int = 6
-    min_delta: float = 0.05  # energy units
-    plateau_patience: int = 0
-    noise_fraction: float = 0.3  # patches with sensor noise (ours)
-    noise_max: float = 0.02  # its standard deviation ~ U(0, noise_max)
-    scene_fraction: float = 0.5  # share of patches from the synthetic scene (rest: photos)
-    validation_size: int = 8
+    patch_size: int = bounded(224, 8, 4096)  # paper: 224 crops of PASCAL VOC
+    batch_size: int = bounded(1, 1, 4096)  # paper: 1
+    learning_rate: float = bounded(0.01, 0, 1, low_open=True)  # paper: Adam, 0.01
+    betas: tuple[float, float] = bounded((0.9, 0.999), 0, 1)
+    weight_decay: float = bounded(5e-4, 0, 1e6)  # public code
+    steps_per_epoch: int = bounded(200, 1, 10_000_000)
+    max_epochs: int = bounded(30, 1, 1_000_000)  # paper: 30 epochs of ~17k images
+    patience: int = bounded(6, 0, 1_000_000)
+    min_delta: float = bounded(0.05, 0, 1e6)  # energy units
+    plateau_patience: int = bounded(0, 0, 1_000_000)
+    noise_fraction: float = bounded(0.3, 0, 1)  # patches with sensor noise (ours)
+    noise_max: float = bounded(0.02, 0, 1)  # its standard deviation ~ U(0, noise_max)
+    scene_fraction: float = bounded(
+        0.5, 0, 1
+    )  # share of patches from the synthetic scene (rest: photos)
+    validation_size: int = bounded(8, 1, 100_000)
     seed: int = 0
     energy: EnergyConfig = field(default_factory=EnergyConfig)
 

@@ -58,6 +58,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from smokeclear.config import bounded
+
 #: Images are scaled to 8-bit levels inside the energy (the public code's units).
 LEVELS = 255.0
 #: Eq. 3's neighbourhood: the 8-neighbourhood and the four axis pixels at distance 2.
@@ -73,18 +75,20 @@ EDGE_DIVISOR = 6.0
 class EnergyConfig:
     """The energy's parameters; the defaults are the paper's (Sec. 4)."""
 
-    sigma_color: float = 0.1  # sigma_r, on [0, 1] YUV
-    sigma_space: float = 7.0  # sigma_s, pixels
-    flatten_weight: float = 1.0  # lambda_f
-    edge_weight: float = 0.1  # lambda_e
-    large_weight: float = 5.0  # alpha: the L2 term's amplification
-    p_large: float = 2.0
-    p_small: float = 0.8
+    sigma_color: float = bounded(0.1, 0, 1e6, low_open=True)  # sigma_r, on [0, 1] YUV
+    sigma_space: float = bounded(7.0, 0, 1e6, low_open=True)  # sigma_s, pixels
+    flatten_weight: float = bounded(1.0, 0, 1e6)  # lambda_f
+    edge_weight: float = bounded(0.1, 0, 1e6)  # lambda_e
+    large_weight: float = bounded(5.0, 0, 1e6)  # alpha: the L2 term's amplification
+    p_large: float = bounded(2.0, 0, 2, low_open=True)
+    p_small: float = bounded(0.8, 0, 2, low_open=True)
     c1: float = 20.0  # edge response thresholds, 8-bit units; detail enhancement: c1 = inf
     c2: float = 10.0  #                                       ... and c2 = 0
-    window: int = 21  # h
-    color_floor: float = 0.3  # colour affinities below this count 0 (public code)
-    expand_large: int = 0  # grow p_large regions by this many pixels (stylisation: 3, a 7x7)
+    window: int = bounded(21, 3, 255)  # h
+    color_floor: float = bounded(0.3, 0, 1)  # colour affinities below this count 0 (public code)
+    expand_large: int = bounded(
+        0, 0, 255
+    )  # grow p_large regions by this many pixels (stylisation: 3, a 7x7)
 
     def __post_init__(self) -> None:
         if self.window < 3 or self.window % 2 == 0:

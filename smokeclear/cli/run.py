@@ -8,7 +8,7 @@ from pathlib import Path
 
 from smokeclear.cli.options import detail_gain_option, engine_options, engine_request
 from smokeclear.parsing import output_file, parse_size
-from smokeclear.stream.live import DISPLAYS, VIEWS
+from smokeclear.stream.live import DISPLAYS, RECONNECT, VIEWS
 
 
 def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
@@ -22,6 +22,15 @@ def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
         default="synthetic",
         help="synthetic[:SEED] (default), /dev/videoN, a camera index, a video "
         "file, an image folder, or an rtsp:// / http(s):// URL",
+    )
+    run.add_argument(
+        "--reconnect",
+        choices=RECONNECT,
+        default="never",
+        help="a camera or stream that cannot connect at start: never (default) stops with "
+        "the error; forever retries with backoff, showing NO SIGNAL, until it connects "
+        "(it needs --size or takes the default size meanwhile). A lost stream is always "
+        "retried",
     )
     run.add_argument(
         "--fps",
@@ -66,6 +75,7 @@ def command_run(args: argparse.Namespace) -> int:
     size = parse_size(args.size) if args.size else None
     settings = LiveSettings(
         source=args.source,
+        reconnect=args.reconnect,
         request=engine_request(args, defaults),
         defaults=defaults,
         size=size,

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
 
 #: The paper's kernel initialisation (its Sec. 3, ``k_L``).
@@ -60,11 +61,11 @@ LAPLACIAN_DOWNSCALES = (2, 4, 8)
 
 @dataclass(frozen=True)
 class DereflectConfig:
-    width: int = 32  # the paper's: 32 (features), LSTM 2w, auto-encoder 2w/4w/8w
-    iterations: int = 3  # paper: N = 3
-    se_blocks: int = 3  # SE-ResBlocks per group (paper: 3 per group, 4 groups)
-    se_reduction: int = 2
-    res_scale: float = 0.1
+    width: int = bounded(32, 2, 1024)  # the paper's: 32 (features), LSTM 2w, auto-encoder 2w/4w/8w
+    iterations: int = bounded(3, 1, 16)  # paper: N = 3
+    se_blocks: int = bounded(3, 1, 64)  # SE-ResBlocks per group (paper: 3 per group, 4 groups)
+    se_reduction: int = bounded(2, 1, 1024)
+    res_scale: float = bounded(0.1, 0, 10)
     residual: bool = True  # T_i = T_{i-1} + correction (ours); False: ReLU output (paper)
 
     def __post_init__(self) -> None:

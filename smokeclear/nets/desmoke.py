@@ -29,19 +29,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
 from smokeclear.nets.pyramid import laplacian_pyramid
 
 
 @dataclass(frozen=True)
 class DesmokeConfig:
-    width: int = 8
-    max_channels: int = 64
-    encoder_convs: int = 2
-    decoder_convs: int = 3
-    levels: int = 6
-    guided_radius: int = 3
-    guided_eps: float = 1.0
+    width: int = bounded(8, 1, 1024)
+    max_channels: int = bounded(64, 1, 1024)
+    encoder_convs: int = bounded(2, 1, 16)
+    decoder_convs: int = bounded(3, 1, 16)
+    levels: int = bounded(6, 3, 10)
+    guided_radius: int = bounded(3, 0, 64)
+    guided_eps: float = bounded(1.0, 0, 1e6, low_open=True)
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.max_channels < self.width:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
 
 #: The public code's instance-norm epsilon.
@@ -36,8 +37,8 @@ TANH_SCALE = 0.58
 
 @dataclass(frozen=True)
 class EnhanceConfig:
-    width: int = 64  # paper: 64 channels in every conv
-    blocks: int = 4  # paper: four residual blocks
+    width: int = bounded(64, 1, 1024)  # paper: 64 channels in every conv
+    blocks: int = bounded(4, 0, 64)  # paper: four residual blocks
 
     def __post_init__(self) -> None:
         if self.width < 1:

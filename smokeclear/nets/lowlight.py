@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
 from smokeclear.nets.spatial_rnn import DIRECTIONS, SpatialRNN
 
@@ -52,11 +53,11 @@ SCALES = (2, 4, 8)
 
 @dataclass(frozen=True)
 class LowlightConfig:
-    width: int = 32  # content stream channels at 1/2 (1/4: 2w, 1/8: 4w)
-    edge_width: int = 16  # weight network channels at 1/2 (1/4: 2v, 1/8: 4v)
-    scale_channels: int = 3  # RNN features per down-convolution scale
-    dilation: int = 2  # paper: the first two content convs are dilated by 2
-    max_length: int = 4096  # longest frame side an exported graph scans exactly
+    width: int = bounded(32, 1, 1024)  # content stream channels at 1/2 (1/4: 2w, 1/8: 4w)
+    edge_width: int = bounded(16, 1, 1024)  # weight network channels at 1/2 (1/4: 2v, 1/8: 4v)
+    scale_channels: int = bounded(3, 1, 64)  # RNN features per down-convolution scale
+    dilation: int = bounded(2, 1, 64)  # paper: the first two content convs are dilated by 2
+    max_length: int = bounded(4096, 8, 32768)  # longest frame side an exported graph scans exactly
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.edge_width < 1 or self.scale_channels < 1:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
 
 #: The residual is predicted in 8-bit levels, as in the public code (whose images
@@ -39,8 +40,8 @@ PAPER_DILATIONS = (2, 2, 4, 4, 8, 8, 16, 16, 1, 1)
 
 @dataclass(frozen=True)
 class SmoothConfig:
-    width: int = 64  # paper: 64 feature maps in every conv
-    dilations: tuple[int, ...] = PAPER_DILATIONS  # one per residual block
+    width: int = bounded(64, 1, 1024)  # paper: 64 feature maps in every conv
+    dilations: tuple[int, ...] = bounded(PAPER_DILATIONS, 1, 512)  # one per residual block
 
     def __post_init__(self) -> None:
         if self.width < 1:

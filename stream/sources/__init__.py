@@ -64,6 +64,23 @@ def open_source(
     them, cameras are asked for them; the graph resizes whatever arrives.
     ``camera_format`` (``MJPG``, ``YUYV``, ``NV12``) is asked of cameras only.
     """
+    source = create_source(spec, width, height, fps, camera_format)
+    source.open()
+    return source
+
+
+def create_source(
+    spec: str,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+    camera_format: str | None = None,
+) -> Source:
+    """The source named by ``spec``, not yet opened (arguments as :func:`open_source`).
+
+    Raises:
+        UserError: ``spec`` names nothing (a missing file, a bad synthetic seed).
+    """
     from smokeclear.stream.sources.folder import ImageFolderSource
     from smokeclear.stream.sources.opencv import CameraSource, NetworkSource, VideoFileSource
     from smokeclear.stream.sources.synthetic import SyntheticSource
@@ -91,7 +108,6 @@ def open_source(
             "Give a camera (/dev/video0), a video file, an image folder, an rtsp:// URL "
             "or `synthetic`.",
         )
-    source.open()
     return source
 
 

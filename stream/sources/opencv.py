@@ -71,6 +71,8 @@ class _CaptureSource:
 
     def _next_live(self, lost: str) -> np.ndarray:
         """The next frame of a live source, which has no end: none is ``SourceLost(lost)``."""
+        if self._opened is None:  # never connected (--reconnect forever), or closed
+            raise SourceLost(f"{self.name} is not connected")
         frame = self._next()
         if frame is None:
             raise SourceLost(lost)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -234,6 +235,8 @@ def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
     [
         (["--source", "/dev/video99"], "camera /dev/video99 not found"),
         (["--source", "missing.mp4"], "source 'missing.mp4' not found"),
+        (["--source", "missing.mp4", "--reconnect", "forever"], "source 'missing.mp4' not found"),
+        (["--reconnect", "sometimes"], "invalid choice: 'sometimes'"),
         (["--size", "1280by720"], "bad --size '1280by720'"),
         (["--size", "8x8"], "out of range"),
         (["--restorer", "desmok"], "unknown restorer 'desmok'"),
@@ -246,6 +249,15 @@ def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
         (["restore", "nothing.png", "out.png"], "does not exist"),
         (["restore", "image.png", "out.jpg"], "not a lossless still format"),
         (["train", "desmoke", "--out", "x", "--config", "BADCONFIG"], "unknown key 'widht'"),
+        (
+            ["train", "desmoke", "--out", "x", "--config", "ZEROWIDTH"],
+            "ZEROWIDTH:network.width must be in [1, 1024], got 0",
+        ),
+        (
+            ["train", "desmoke", "--out", "x", "--config", "NEGATIVERATE"],
+            "NEGATIVERATE:train.learning_rate must be in (0, 1], got -1",
+        ),
+        (["--weights", "HUGE.safetensors"], "network_config.width must be in [1, 1024], got 99999"),
         (["--budget-ms", "0"], "--budget-ms 0 is out of range"),
         (["--budget-ms", "-5"], "--budget-ms -5 is out of range"),
         (["--budget-ms", "nan"], "--budget-ms nan is out of range"),
@@ -268,11 +280,18 @@ def test_restore_with_a_fixed_detail_gain(tmp_path, tiny_smooth_weights):
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "CORRUPT").write_bytes(b"\x00" * 64)
     write_nan_weights(tmp_path / "NAN")
     cv2.imwrite(str(tmp_path / "image.png"), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "BADCONFIG").write_text("network:\n  widht: 8\ntrain: {}\n")
+    (tmp_path / "ZEROWIDTH").write_text("network:\n  width: 0\ntrain: {}\n")
+    (tmp_path / "NEGATIVERATE").write_text("network: {}\ntrain:\n  learning_rate: -1\n")
+    huge = {"restorer": "desmoke", "network_config": json.dumps({"width": 99999})}
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "HUGE.safetensors"), metadata=huge)
     (tmp_path / "link.png").symlink_to(tmp_path / "image.png")
     (tmp_path / "clash").mkdir()
     for suffix in (".jpg", ".png"):

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from smokeclear.config import from_mapping, load_config, to_mapping
+from smokeclear.config import bounded, field_bounds, from_mapping, load_config, to_mapping
 from smokeclear.errors import UserError
+from smokeclear.registry import REGISTRY
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,57 @@ def test_fixed_length_tuples_check_their_length():
     assert from_mapping(WithPair, {"betas": [0.5, 0.99]}, "x").betas == (0.5, 0.99)
     with pytest.raises(UserError, match="a list of 2 values"):
         from_mapping(WithPair, {"betas": [0.5]}, "x.yaml:train")
+
+
+@dataclass(frozen=True)
+class Bounded:
+    width: int = bounded(8, 1, 1024)
+    rate: float = bounded(1e-3, 0, 1, low_open=True)
+    scales: tuple[float, ...] = bounded((1.0, 0.5), 0, 1)
+
+    def __post_init__(self) -> None:
+        if self.width > 512 and self.rate > 0.5:
+            raise ValueError("a wide net needs rate <= 0.5")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"width": 0}, r"^c\.yaml:network\.width must be in \[1, 1024\], got 0\. "),
+        ({"width": 99999}, r"width must be in \[1, 1024\], got 99999"),
+        ({"rate": -1}, r"rate must be in \(0, 1\], got -1"),
+        ({"rate": 0}, r"rate must be in \(0, 1\], got 0"),
+        ({"rate": float("nan")}, r"rate must be in \(0, 1\], got nan"),
+        ({"rate": float("inf")}, r"rate must be in \(0, 1\], got inf"),
+        ({"scales": [1.0, 1.5]}, r"scales must be in \[0, 1\], got \[1, 1.5\]"),
+        ({"width": 600, "rate": 0.9}, r"^c\.yaml:network: a wide net needs rate <= 0\.5\. "),
+    ],
+)
+def test_values_outside_their_bounds_name_file_key_and_range(data, message):
+    with pytest.raises(UserError, match=message):
+        from_mapping(Bounded, data, "c.yaml:network")
+
+
+def test_the_bounds_themselves_are_inclusive_unless_open():
+    config = from_mapping(Bounded, {"width": 1, "rate": 1, "scales": [0, 1]}, "t")
+    assert (config.width, config.rate, config.scales) == (1, 1.0, (0.0, 1.0))
+    assert from_mapping(Bounded, {"width": 1024, "rate": 0.5}, "t").width == 1024
+
+
+@pytest.mark.parametrize("spec", list(REGISTRY.values()), ids=lambda spec: spec.name)
+def test_defaults_and_shipped_configs_are_within_their_bounds(spec):
+    """A bound tighter than a shipped value would break the shipped restorer."""
+    from smokeclear.registry import resolve
+    from smokeclear.train.driver import recipe_of
+
+    for cls in (resolve(spec.network_config), recipe_of(spec).train_config):
+        defaults = cls()
+        bounds = field_bounds(cls)
+        assert bounds, f"{cls.__name__} declares no bounds"
+        for name, allowed in bounds.items():
+            value = getattr(defaults, name)
+            items = value if isinstance(value, tuple) else (value,)
+            assert all(item in allowed for item in items), f"{cls.__name__}.{name}={value}"
+    for path in sorted(spec.default_config.parent.glob(f"{spec.name}*.yaml")):
+        load_config(resolve(spec.network_config), path, section="network")
+        load_config(recipe_of(spec).train_config, path, section="train")

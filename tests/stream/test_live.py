@@ -3,14 +3,18 @@ ends it from another thread, as a service running several pipelines does."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from smokeclear.errors import UserError
+from smokeclear.stream import graph as graph_module
+from smokeclear.stream import sources as sources_module
 from smokeclear.stream.live import (
     DEVICE_DEFAULTS,
     LiveSettings,
@@ -18,6 +22,7 @@ from smokeclear.stream.live import (
     run_live,
     stop_on_signals,
 )
+from smokeclear.stream.sources import SourceLost
 from smokeclear.stream.stats import Counters, Percentiles, RunReport
 
 CPU = DEVICE_DEFAULTS["cpu"]
@@ -76,6 +81,7 @@ def test_a_stop_event_ends_a_run_on_a_worker_thread(tiny_weights):
         ({"max_frames": 0}, "--max-frames must be at least 1"),
         ({"display": "tv"}, "unknown display 'tv'"),
         ({"view": "upside-down"}, "unknown view 'upside-down'"),
+        ({"reconnect": "sometimes"}, "unknown --reconnect 'sometimes'"),
     ],
 )
 def test_bad_settings_are_a_user_error(overrides, message, tmp_path):
@@ -107,3 +113,86 @@ def test_signals_set_the_stop_event_and_the_handlers_come_back():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.wait(5.0), "SIGTERM set the stop event"
     assert signal.getsignal(signal.SIGTERM) is before, "the previous handler is back"
+
+
+class LateStream:
+    """A live stream that refuses its first ``failures`` connections, then delivers."""
+
+    live = True
+    name = "rtsp://late"
+    fps = 0.0
+    width = height = 0
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.opens = 0
+        self.connected = False
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.failures:
+            raise UserError("cannot receive the stream rtsp://late", "Check the URL.")
+        self.connected = True
+        self.width, self.height = 32, 24
+
+    def read(self) -> np.ndarray:
+        if not self.connected:
+            raise SourceLost("rtsp://late is not connected")
+        threading.Event().wait(1 / 60)
+        return np.zeros((24, 32, 3), np.uint8)
+
+    def close(self) -> None:
+        self.connected = False
+
+
+@pytest.fixture
+def late_stream(monkeypatch):
+    """``make(failures)`` -> the LateStream that ``--source rtsp://late`` opens."""
+    monkeypatch.setattr(graph_module, "RECONNECT_BACKOFF_S", (0.3,))
+    made: list[LateStream] = []
+
+    def make(failures: int) -> LateStream:
+        made.append(LateStream(failures))
+        monkeypatch.setattr(sources_module, "create_source", lambda *args, **kwargs: made[-1])
+        return made[-1]
+
+    return make
+
+
+def test_reconnect_forever_waits_for_a_stream_showing_no_signal(tiny_weights, late_stream):
+    stream = late_stream(failures=3)
+    small = CPU.__class__(width=48, height=32, fps=20.0, work_scale=1.0)
+    late = settings(
+        tiny_weights, source="rtsp://late", reconnect="forever", size=None, defaults=small
+    )
+    report = run_live(dataclasses.replace(late, fps=None, max_frames=10))
+    assert stream.opens == 4, "three refused connections, then the fourth delivered"
+    assert report.counters.captured == 10, report.format()
+    assert report.counters.no_signal >= 1, "the view said NO SIGNAL while waiting"
+    assert (report.width, report.height) == (48, 32), "the default size while not connected"
+
+
+def test_reconnect_forever_ends_when_stopped(tiny_weights, late_stream):
+    stream = late_stream(failures=10**6)
+    stop = threading.Event()
+
+    def stop_after_three_retries() -> None:
+        while stream.opens < 4 and not stop.wait(0.05):
+            pass
+        stop.set()
+
+    threading.Thread(target=stop_after_three_retries, daemon=True).start()
+    report = run_live(settings(tiny_weights, source="rtsp://late", reconnect="forever"), stop)
+    assert stream.opens >= 4, f"the run ended before it was stopped: {report.stopped_by}"
+    assert report.counters.captured == 0 and report.counters.no_signal >= 1, report.format()
+
+
+def test_without_reconnect_a_stream_that_cannot_connect_is_an_error(tiny_weights, late_stream):
+    late_stream(failures=1)
+    with pytest.raises(UserError, match="cannot receive the stream rtsp://late"):
+        run_live(settings(tiny_weights, source="rtsp://late"))
+
+
+def test_reconnect_forever_still_refuses_a_missing_file(tiny_weights, tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        run_live(settings(tiny_weights, source=str(tmp_path / "gone.mp4"), reconnect="forever"))
