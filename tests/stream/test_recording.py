@@ -185,3 +185,73 @@ def test_recording_into_a_full_tmpfs(tiny_tmpfs: Path):
     kept = path if path.exists() else partial_path(path)
     recovered = frame_count(kept)[0]
     assert 0 < recovered <= recorder.frames_written, "what fitted plays"
+
+
+class ViewsSeen:
+    """A sink that keeps every view it is given (what the screen showed)."""
+
+    name = "views"
+
+    def __init__(self) -> None:
+        self.views: list[np.ndarray] = []
+
+    def start(self, width: int, height: int, fps: float) -> None:
+        pass
+
+    def write(self, view: np.ndarray) -> None:
+        self.views.append(view.copy())
+
+    def pump(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.expect_errors
+def test_live_view_goes_on_with_an_alert_when_the_disk_fills(
+    tmp_path: Path, monkeypatch, invert_engine_class
+):
+    from smokeclear.stream.graph import Graph, GraphSettings
+    from smokeclear.stream.sources.synthetic import SyntheticSource
+
+    real_write = VideoWriter.write
+
+    def write(self, frame):
+        if self.frames >= 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, frame)
+
+    monkeypatch.setattr(VideoWriter, "write", write)
+    source = SyntheticSource(64, 48, 60.0, seed=3, live=True, max_frames=40)
+    source.open()
+    recorder, screen = VideoRecorder(tmp_path / "live.mkv"), ViewsSeen()
+    engine = invert_engine_class()
+    graph = Graph(
+        source,
+        engine,
+        lambda: engine,
+        [screen, recorder],
+        GraphSettings(64, 48, 60.0, warmup_frames=0),
+    )
+    report = graph.run()
+    assert report.counters.recording_errors == 1 and "recording errors 1" in report.format()
+    assert len(screen.views) >= 30, "the view kept running after the recording stopped"
+    red = [bool(((view[..., 2] > 200) & (view[..., 1] < 60)).sum()) for view in screen.views]
+    assert red[-1] and not red[0], "the alert appears once the recording stopped"
+    assert frame_count(tmp_path / "live.mkv")[0] == 10, "what was recorded is playable"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--record-segment-seconds", "0", "--record-segment-seconds 0 is out of range"),
+        ("--min-free-gb", "nan", "--min-free-gb nan is out of range"),
+    ],
+)
+def test_recording_options_out_of_range_are_one_line(tmp_path, capsys, option, value, message):
+    from smokeclear.cli import main
+
+    argv = ["--display", "none", "--max-frames", "2", "--record", str(tmp_path / "x.mp4")]
+    assert main([*argv, option, value]) == 2
+    assert message in capsys.readouterr().err
