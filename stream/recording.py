@@ -154,8 +154,9 @@ class VideoWriter:
         stream.pix_fmt = "yuv444p" if codec == "libx264" and odd else "yuv420p"
         stream.gop_size = max(1, round(float(rate)))  # a keyframe, so a fragment, a second
         if codec == "libx264":
+            # Offline, a short look-ahead: frames inside the encoder are lost to a kill too.
             stream.options = {"preset": "fast", "crf": "18"} | (
-                {"tune": "zerolatency"} if live else {}
+                {"tune": "zerolatency"} if live else {"rc-lookahead": "10"}
             )
         else:
             stream.bit_rate = 8 * width * height * max(1, round(float(rate))) // 10
