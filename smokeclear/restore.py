@@ -163,7 +163,7 @@ def _restore_video(engine: Engine, input_path: Path, output_path: Path) -> int:
     except write_errors() as error:
         kept = writer.close(complete=False)
         raise UserError(
-            f"cannot write {output_path}: {error}; the first {count} frame(s) are in {kept}",
+            f"cannot write {output_path}: {error}; the frames written before it are in {kept}",
             "Free space on that disk or choose another output folder.",
         ) from None
     except BaseException:

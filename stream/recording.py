@@ -182,24 +182,28 @@ class VideoWriter:
         """Flush the encoder and finalise the file; returns where it is.
 
         ``complete``: rename it to its final name; otherwise it stays at its partial
-        name (a failed write or an interrupted restore). Errors while flushing (the
-        disk is still full) are logged: what was already written stays playable.
+        name (a failed write). A new error while flushing is logged (one the caller
+        already caught is not): what was already written stays playable.
         """
         errors = write_errors()
+        failed_before = self._file.error is not None  # the caller reports that one
+        failure: BaseException | None = None
         try:
             for packet in self._stream.encode():
                 self._container.mux(packet)
                 self._file.check()
         except errors as error:
-            log.error("could not flush the last frames to %s: %s", self.partial, error)
-            complete = False
+            failure = error
         try:
-            self._container.close()
+            self._container.close()  # also after a failed flush: it frees the encoder
             self._file.check()
         except errors as error:
-            log.error("could not finalise %s: %s", self.partial, self._file.error or error)
-            complete = False
+            failure = failure or error
         self._file.close()
+        if failure is not None:
+            complete = False
+            if not failed_before:
+                log.error("could not finalise %s: %s", self.partial, self._file.error or failure)
         if not complete or not self.partial.exists():
             return self.partial
         os.replace(self.partial, self.path)
