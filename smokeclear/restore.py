@@ -7,6 +7,7 @@ losslessly (PNG or TIFF); videos keep their frame rate (audio is not carried ove
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from smokeclear.engines.base import Engine
 from smokeclear.errors import FrameFormatError, UserError
 from smokeclear.parsing import refuse_overwriting
 from smokeclear.runtime import EngineRequest, create_engine
-from smokeclear.stream.sinks import CODECS
+from smokeclear.stream.recording import VideoWriter, check_container, write_errors
 from smokeclear.stream.sources import to_bgr8
 from smokeclear.stream.sources.folder import IMAGE_SUFFIXES
 from smokeclear.stream.sources.opencv import VideoFileSource
@@ -68,11 +69,7 @@ def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
             )
     else:
         kind = "video"
-        if output_path.suffix.lower() not in CODECS:
-            raise UserError(
-                f"output {output_path.name} is not a video container",
-                f"Use one of: {', '.join(CODECS)}.",
-            )
+        check_container(output_path, "write")
     engine, choice = create_engine(request)
     log.info(
         "restoring %s %s with %s on %s (%s)",
@@ -140,6 +137,14 @@ def _restore_stills(engine: Engine, files: list[Path], target) -> int:
 
 
 def _restore_video(engine: Engine, input_path: Path, output_path: Path) -> int:
+    """Every frame of ``input_path`` restored into ``output_path``, at its exact size.
+
+    SIGINT and SIGTERM stop it as they stop ``run``: the frames so far are finalised
+    under the final name and the count is logged. A failed write (a full disk) is a
+    UserError; what was written stays playable in the partial file.
+    """
+    from smokeclear.stream.live import stop_on_signals
+
     if not output_path.parent.is_dir():
         raise UserError(
             f"folder {output_path.parent} does not exist",
@@ -147,27 +152,42 @@ def _restore_video(engine: Engine, input_path: Path, output_path: Path) -> int:
         )
     source = VideoFileSource(input_path)
     source.open()
-    fps = source.fps or 30.0
-    fourcc = cv2.VideoWriter_fourcc(*CODECS[output_path.suffix.lower()])
-    writer = cv2.VideoWriter(str(output_path), fourcc, fps, (source.width, source.height))
-    if not writer.isOpened():
+    try:
+        writer = VideoWriter(output_path, source.width, source.height, source.fps or 30.0)
+    except BaseException:
         source.close()
-        raise UserError(
-            f"cannot open {output_path} for writing",
-            "Check the folder is writable and the container is supported.",
-        )
+        raise
     engine.start(source.height, source.width)
     count = 0
+    stop = threading.Event()
     try:
-        while (raw := source.read()) is not None:
-            image = to_bgr8(raw)
-            if image.shape[:2] != (source.height, source.width):
-                image = cv2.resize(image, (source.width, source.height))
-            writer.write(_run(engine, image))
-            count += 1
-            if count % 100 == 0:
-                log.info("%d frames", count)
+        with stop_on_signals(stop):
+            while not stop.is_set() and (raw := source.read()) is not None:
+                image = to_bgr8(raw)
+                if image.shape[:2] != (source.height, source.width):
+                    image = cv2.resize(image, (source.width, source.height))
+                writer.write(_run(engine, image))
+                count += 1
+                if count % 100 == 0:
+                    log.info("%d frames", count)
+    except write_errors() as error:
+        kept = writer.close(complete=False)
+        raise UserError(
+            f"cannot write {output_path}: {error}; the frames written before it are in {kept}",
+            "Free space on that disk or choose another output folder.",
+        ) from None
+    except BaseException:
+        kept = writer.close(complete=False)
+        log.error("restore failed after %d frame(s); they are in %s", count, kept)
+        raise
     finally:
-        writer.release()  # finalise the file even when interrupted
         source.close()
+    where = writer.close()
+    if stop.is_set():
+        log.warning(
+            "restore stopped early: %d of %s frame(s) written to %s (finalised)",
+            count,
+            source.frame_count or "?",
+            where,
+        )
     return count

@@ -270,6 +270,7 @@ class Graph:
                     sink.close()
                 except Exception as error:  # the others must still be finalised
                     log.error("closing %s failed: %s", sink.name, error)
+            self.counters.recording_errors = sum(getattr(x, "errors", 0) for x in started_sinks)
         if isinstance(self.fatal, UserError):
             raise self.fatal
         if self.fatal is not None:
@@ -478,8 +479,9 @@ class Graph:
             self.counters.no_signal += 1
         else:
             restored = frame.output if presentation.mode is Mode.PROCESSED else None
+            alert = " ".join(filter(None, (getattr(sink, "alert", None) for sink in self.sinks)))
             view = draw_status(
-                compose_view(settings.view, frame.image, restored), presentation.mode, detail
+                compose_view(settings.view, frame.image, restored), presentation.mode, detail, alert
             )
             if presentation.mode is Mode.PROCESSED:
                 self.counters.shown_processed += 1

@@ -81,6 +81,8 @@ class LiveSettings:
     max_frames: int | None = None  # stop after this many captured frames
     reconnect: str = "never"  # one of RECONNECT: a camera or stream that cannot connect at start
     camera_format: str | None = None  # MJPG, YUYV or NV12 to ask a camera for; None: its default
+    record_segment_seconds: float | None = None  # a new --record file every N s; None: one
+    min_free_gb: float | None = None  # stop recording below this much free disk; None: no check
 
     def __post_init__(self) -> None:
         if self.fps is not None and not 1 <= self.fps <= 1000:
@@ -135,7 +137,14 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
         log.info("until %s connects the view is %dx%d (set it with --size)", source.name, *size)
     # Check the recording path before the engine is built (an export takes seconds).
     recorder = (
-        VideoRecorder(settings.record, lossless_queue=not source.live) if settings.record else None
+        VideoRecorder(
+            settings.record,
+            lossless_queue=not source.live,
+            segment_seconds=settings.record_segment_seconds,
+            min_free_gb=settings.min_free_gb,
+        )
+        if settings.record
+        else None
     )
     try:
         width, height = size or (source.width, source.height)

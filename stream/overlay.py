@@ -57,8 +57,11 @@ def view_size(view: str, width: int, height: int) -> tuple[int, int]:
     return (2 * width, height) if view == "side-by-side" else (width, height)
 
 
-def draw_status(image: np.ndarray, mode: Mode, detail: str = "") -> np.ndarray:
-    """Draw the mode label (and a border for BYPASS) onto ``image`` in place."""
+def draw_status(image: np.ndarray, mode: Mode, detail: str = "", alert: str = "") -> np.ndarray:
+    """Draw the mode label (and a border for BYPASS) onto ``image`` in place.
+
+    ``alert``: a fault the viewer must see (``REC STOPPED: disk full``), red, top right.
+    """
     height, width = image.shape[:2]
     scale, thickness = _text_scale(image)
     colour = MODE_COLOURS[mode]
@@ -77,6 +80,12 @@ def draw_status(image: np.ndarray, mode: Mode, detail: str = "") -> np.ndarray:
             max(1, thickness // 2),
             cv2.LINE_AA,
         )
+    if alert:
+        (alert_width, _), _ = cv2.getTextSize(alert, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        origin = (max(pad, width - alert_width - 2 * pad), 2 * pad + text_height)
+        red = (0, 0, 255)
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        cv2.putText(image, alert, origin, font, scale, red, thickness, cv2.LINE_AA)
     return image
 
 

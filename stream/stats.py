@@ -151,6 +151,7 @@ class Counters:
     infer_errors: int = 0
     bad_frames: int = 0  # source frames in a format we cannot use
     engine_restarts: int = 0
+    recording_errors: int = 0  # recordings stopped by a failed write or a full disk
     # Outputs the output guard stopped, by problem (each frame was shown raw, BYPASS).
     guard_rejected: dict[str, int] = field(default_factory=dict)
 
@@ -214,6 +215,7 @@ class RunReport:
             "engine restarts": c.engine_restarts,
             "unusable source frames": c.bad_frames,
             "NO SIGNAL frames": c.no_signal,
+            "recording errors": c.recording_errors,
         }
         extras.update({f"outputs rejected as {why}": n for why, n in c.guard_rejected.items()})
         noted = [f"{name} {value}" for name, value in extras.items() if value]

@@ -22,7 +22,7 @@ def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
         "output",
         type=Path,
         help=".png/.tif for an image, a folder for a folder, a video file "
-        "(.mp4, .avi, .mkv, .mov) for a video",
+        "(.mp4, .mkv, .mov, .m4v) for a video",
     )
 
 

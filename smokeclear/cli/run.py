@@ -53,6 +53,20 @@ def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--view", choices=VIEWS, default="processed")
     run.add_argument("--record", type=Path, help="record the shown view to this video file")
+    run.add_argument(
+        "--record-segment-seconds",
+        type=float,
+        metavar="N",
+        help="with --record, start a new file every N seconds: case.mp4 becomes "
+        "case-0001.mp4, case-0002.mp4, ...",
+    )
+    run.add_argument(
+        "--min-free-gb",
+        type=float,
+        metavar="X",
+        help="with --record, stop recording (the view goes on) when the disk has less than "
+        "X GB free",
+    )
     run.add_argument("--max-frames", type=int, help="stop after this many captured frames")
     run.add_argument(
         "--camera-format",
@@ -86,6 +100,8 @@ def command_run(args: argparse.Namespace) -> int:
         record=args.record,
         max_frames=args.max_frames,
         camera_format=args.camera_format,
+        record_segment_seconds=args.record_segment_seconds,
+        min_free_gb=args.min_free_gb,
     )
     report = run_live(settings)
     print(report.format())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -12,6 +13,8 @@ import numpy as np
 
 from smokeclear.errors import UserError
 from smokeclear.stream.sources import SourceLost
+
+log = logging.getLogger(__name__)
 
 #: Network streams: TCP for RTSP (no smeared frames from lost UDP packets), no
 #: demuxer buffering (latency), and time-outs so a dead camera does not hang a read.
@@ -185,14 +188,21 @@ class NetworkSource(_CaptureSource):
 
 
 class VideoFileSource(_CaptureSource):
-    """A video file: offline, every frame in order."""
+    """A video file: offline, every frame in order.
+
+    A file that ends before the frame count its header declares (cut off while it
+    was copied or recorded) is read to its end with a warning: frames read against
+    frames declared.
+    """
 
     live = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = str(path)
-        self.frame_count = 0
+        self.frame_count = 0  # declared by the container; 0 when it does not say
+        self.frames_read = 0
+        self._ended = False
 
     def open(self) -> None:
         if not os.access(self.path, os.R_OK):
@@ -209,7 +219,19 @@ class VideoFileSource(_CaptureSource):
         self.frame_count = int(self._opened.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
     def read(self) -> np.ndarray | None:
-        return self._next()
+        frame = self._next()
+        if frame is not None:
+            self.frames_read += 1
+        elif not self._ended:
+            self._ended = True
+            if self.frames_read < self.frame_count:
+                log.warning(
+                    "%s ended after %d of the %d frames it declares: the file is truncated",
+                    self.path,
+                    self.frames_read,
+                    self.frame_count,
+                )
+        return frame
 
 
 def redact_credentials(url: str) -> str:

@@ -120,7 +120,7 @@ def test_a_video_file_is_processed_completely(tmp_path, capsys, tiny_weights):
     for value in range(17):
         writer.write(np.full((48, 64, 3), 10 * value, np.uint8))
     writer.release()
-    out = tmp_path / "out.avi"
+    out = tmp_path / "out.mkv"
     assert (
         main(
             [
@@ -376,7 +376,8 @@ def test_signals_stop_cleanly_and_finalise_the_recording(tmp_path, tiny_weights,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.monotonic() + 90
-    while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
+    partial = tmp_path / "live.partial.mp4"  # the recording's name until it is finalised
+    while not (partial.exists() and partial.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
     process.send_signal(signal_number)

@@ -283,9 +283,9 @@ def test_graph_hands_a_changed_gain_to_the_engine_before_the_next_frame(
     labels: list[str] = []
     original = graph_module.draw_status
 
-    def spy(image, mode, detail=""):
+    def spy(image, mode, detail="", alert=""):
         labels.append(detail)
-        return original(image, mode, detail)
+        return original(image, mode, detail, alert)
 
     monkeypatch.setattr(graph_module, "draw_status", spy)
     engine = gain_engine_class(2.0)

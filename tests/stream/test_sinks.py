@@ -8,8 +8,9 @@ from smokeclear.errors import UserError
 from smokeclear.stream.sinks import VideoRecorder, WindowSink
 
 
-def test_recorder_writes_every_frame_and_finalises(tmp_path: Path):
-    path = tmp_path / "out.avi"
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_recorder_writes_every_frame_and_finalises(tmp_path: Path, suffix: str):
+    path = tmp_path / f"out{suffix}"
     recorder = VideoRecorder(path, lossless_queue=True)
     recorder.start(32, 24, 30)
     for value in range(20):
@@ -20,11 +21,16 @@ def test_recorder_writes_every_frame_and_finalises(tmp_path: Path):
     while capture.read()[0]:
         count += 1
     assert count == 20 and recorder.frames_written == 20
+    assert sorted(tmp_path.iterdir()) == [path], "the partial file is renamed into place"
 
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("out.gif", "unknown video container"), ("missing/out.mp4", "does not exist")],
+    [
+        ("out.gif", "unknown video container"),
+        ("missing/out.mp4", "does not exist"),
+        ("out.avi", "out.mkv or out.mp4"),
+    ],
 )
 def test_recorder_rejects_bad_paths(tmp_path: Path, name, message):
     with pytest.raises(UserError, match=message):
