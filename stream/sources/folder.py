@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from smokeclear.errors import UserError
@@ -45,13 +44,15 @@ class ImageFolderSource:
 
     @staticmethod
     def _load(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
+        from smokeclear.stills import StillError, read_still
+
+        try:
+            return read_still(path)  # upright: EXIF orientation applied
+        except StillError as error:
             raise UserError(
-                f"cannot read image {path}",
-                "Replace or remove that file (it is not a readable image).",
-            )
-        return image
+                f"cannot read image {path}: {error.reason}",
+                "Replace or remove that file.",
+            ) from None
 
     def close(self) -> None:
         pass
