@@ -26,7 +26,7 @@ from smokeclear.stills import (
 )
 from smokeclear.stream.sinks import CODECS
 from smokeclear.stream.sources import to_bgr8
-from smokeclear.stream.sources.folder import IMAGE_SUFFIXES
+from smokeclear.stream.sources.folder import IMAGE_SUFFIXES, image_files
 from smokeclear.stream.sources.opencv import VideoFileSource
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
     refuse_overwriting(output_path, input_path, "restore output")
     if input_path.is_dir():
         kind = "folder"
-        files = sorted(p for p in input_path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(input_path)
         if not files:
             raise UserError(
                 f"no images in {input_path}", f"Put {', '.join(IMAGE_SUFFIXES)} files there."

@@ -175,7 +175,7 @@ def _orientation(path: Path) -> int:
     try:
         with Image.open(path) as image:
             value = image.getexif().get(EXIF_ORIENTATION, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         return 1  # cv2 read it and Pillow cannot: no tag Pillow could give
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 

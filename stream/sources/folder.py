@@ -11,6 +11,16 @@ from smokeclear.errors import UserError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files in ``folder``, by name. Hidden ones are left out: a killed
+    restore's ``.NAME.*.partial.png`` temporaries, macOS's ``._NAME.png`` forks."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and path.name[0] != "."
+    )
+
+
 class ImageFolderSource:
     live = False
 
@@ -23,9 +33,7 @@ class ImageFolderSource:
         self._next = 0
 
     def open(self) -> None:
-        self.files = sorted(
-            p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        self.files = image_files(self.folder)
         if not self.files:
             raise UserError(
                 f"no images in folder {self.folder}",

@@ -171,3 +171,23 @@ def test_an_output_folder_without_write_permission_is_one_line(tmp_path, capsys)
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_float_stills_stay_float_in_tiff_and_become_16_bit_in_png(tmp_path):
+    image = np.linspace(0, 1, 8 * 8 * 3, dtype=np.float32).reshape(8, 8, 3)
+    out = restore_still(image, identity)
+    assert out.dtype == np.float32 and np.array_equal(out, image), "identity is lossless"
+    write_still(tmp_path / "f.tif", out)
+    write_still(tmp_path / "f.png", out)
+    assert np.array_equal(read_still(tmp_path / "f.tif"), image)
+    png = read_still(tmp_path / "f.png")
+    assert png.dtype == np.uint16 and np.abs(png / 65535 - image).max() < 1e-5
+
+
+def test_folder_listing_skips_hidden_files_and_folders(tmp_path):
+    from smokeclear.stream.sources.folder import image_files
+
+    for name in ("b.png", "a.jpg", ".a.x1y2.partial.png", "._b.png"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "dir.png").mkdir()
+    assert [p.name for p in image_files(tmp_path)] == ["a.jpg", "b.png"]
