@@ -15,12 +15,19 @@ import cv2
 import numpy as np
 
 from smokeclear.engines.base import Engine
-from smokeclear.errors import FrameFormatError, UserError
+from smokeclear.errors import UserError
 from smokeclear.parsing import refuse_overwriting
 from smokeclear.runtime import EngineRequest, create_engine
+from smokeclear.stills import (
+    StillError,
+    check_writable_folder,
+    read_still,
+    restore_still,
+    write_still,
+)
 from smokeclear.stream.recording import VideoWriter, check_container, write_errors
 from smokeclear.stream.sources import to_bgr8
-from smokeclear.stream.sources.folder import IMAGE_SUFFIXES
+from smokeclear.stream.sources.folder import IMAGE_SUFFIXES, image_files
 from smokeclear.stream.sources.opencv import VideoFileSource
 
 log = logging.getLogger(__name__)
@@ -49,7 +56,7 @@ def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
     refuse_overwriting(output_path, input_path, "restore output")
     if input_path.is_dir():
         kind = "folder"
-        files = sorted(p for p in input_path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(input_path)
         if not files:
             raise UserError(
                 f"no images in {input_path}", f"Put {', '.join(IMAGE_SUFFIXES)} files there."
@@ -60,6 +67,7 @@ def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
                 f"output {output_path} is a file, but the input is a folder",
                 "Give a folder (it is created if missing).",
             )
+        make_output_folder(output_path)
     elif input_path.suffix.lower() in IMAGE_SUFFIXES:
         kind = "image"
         if output_path.suffix.lower() not in LOSSLESS_SUFFIXES:
@@ -67,23 +75,24 @@ def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
                 f"output {output_path.name} is not a lossless still format",
                 "Write stills as .png (or .tif), e.g. restored.png.",
             )
+        check_writable_folder(output_path.parent)
     else:
         kind = "video"
         check_container(output_path, "write")
     engine, choice = create_engine(request)
     log.info(
-        "restoring %s %s with %s on %s (%s)",
+        "restoring %s %s with %s on %s (%s) at work scale %g",
         kind,
         input_path,
         request.label,
         engine.name,
         choice.reason,
+        request.work_scale,
     )
     started = time.monotonic()
     if kind == "image":
         count = _restore_stills(engine, [input_path], lambda _: output_path)
     elif kind == "folder":
-        output_path.mkdir(parents=True, exist_ok=True)
         count = _restore_stills(engine, files, lambda p: output_path / f"{p.stem}.png")
     else:
         count = _restore_video(engine, input_path, output_path)
@@ -114,25 +123,52 @@ def _run(engine: Engine, image: np.ndarray) -> np.ndarray:
     return output
 
 
+def make_output_folder(folder: Path) -> None:
+    """Create ``folder`` if missing; UserError, before any work, when stills cannot go there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create output folder {folder}: {error.strerror or error}",
+            "Choose a folder you can write to.",
+        ) from None
+    check_writable_folder(folder)
+
+
 def _restore_stills(engine: Engine, files: list[Path], target) -> int:
+    """Restore every still it can and write each good one; then, if any failed, one
+    UserError that names them, after a warning per failure (name and reason)."""
     started_at: tuple[int, int] | None = None
+    failures: list[StillError] = []
     for path in files:
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise UserError(f"cannot read image {path}", "Check that it is a readable image.")
         try:
-            image = to_bgr8(raw)
-        except FrameFormatError as error:
-            raise UserError(
-                f"image {path} cannot be used: {error}",
-                "Convert it to 8- or 16-bit grey, RGB or RGBA.",
-            ) from None
-        if started_at != image.shape[:2]:
-            engine.start(*image.shape[:2])
-            started_at = image.shape[:2]
-        out = target(path)
-        if not cv2.imwrite(str(out), _run(engine, image)):
-            raise UserError(f"cannot write {out}", "Check that the folder exists and is writable.")
+            image = read_still(path)
+            if started_at != image.shape[:2]:
+                engine.start(*image.shape[:2])
+                started_at = image.shape[:2]
+            restored = restore_still(image, lambda bgr8: _run(engine, bgr8))
+        except StillError as failure:
+            failures.append(failure)
+            continue
+        except UserError as error:  # the output guard refusing this frame
+            if len(files) == 1:
+                raise
+            failures.append(StillError(path, error.problem))
+            continue
+        write_still(target(path), restored)
+    if len(files) == 1 and failures:
+        raise UserError(
+            f"cannot restore {files[0]}: {failures[0].reason}",
+            "Give a readable 8- or 16-bit grey, RGB or RGBA image.",
+        )
+    if failures:
+        for failure in failures:
+            log.warning("not restored: %s", failure)
+        raise UserError(
+            f"{len(failures)} of {len(files)} images not restored: "
+            + ", ".join(failure.path.name for failure in failures),
+            f"The other {len(files) - len(failures)} were written; the reasons are listed above.",
+        )
     return len(files)
 
 

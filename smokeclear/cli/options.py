@@ -47,7 +47,7 @@ def engine_options() -> argparse.ArgumentParser:
     parent.add_argument(
         "--work-scale",
         help="run the network at 1, 0.5 or 0.25 of the frame "
-        "size and guided-upsample back (default: 1 on a GPU, 0.5 on the CPU)",
+        "size and guided-upsample back (default: 1 on a GPU, 0.5 on the CPU; restore: 1)",
     )
     add_weights_option(parent)
     parent.add_argument(

@@ -27,9 +27,13 @@ def add_parser(commands, verbose: argparse.ArgumentParser) -> None:
 
 
 def command_restore(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from smokeclear.restore import restore
     from smokeclear.stream.live import device_defaults
 
-    defaults = device_defaults(args.backend, args.device)
+    # Offline there is no frame deadline: full resolution on every device unless
+    # --work-scale says otherwise (the live CPU default of 0.5 holds a frame rate).
+    defaults = dataclasses.replace(device_defaults(args.backend, args.device), work_scale=1.0)
     restore(args.input, args.output, engine_request(args, defaults))
     return 0

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from smokeclear.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files in ``folder``, by name. Hidden ones are left out: a killed
+    restore's ``.NAME.*.partial.png`` temporaries, macOS's ``._NAME.png`` forks."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and path.name[0] != "."
+    )
 
 
 class ImageFolderSource:
@@ -24,9 +33,7 @@ class ImageFolderSource:
         self._next = 0
 
     def open(self) -> None:
-        self.files = sorted(
-            p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        self.files = image_files(self.folder)
         if not self.files:
             raise UserError(
                 f"no images in folder {self.folder}",
@@ -45,13 +52,15 @@ class ImageFolderSource:
 
     @staticmethod
     def _load(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
+        from smokeclear.stills import StillError, read_still
+
+        try:
+            return read_still(path)  # upright: EXIF orientation applied
+        except StillError as error:
             raise UserError(
-                f"cannot read image {path}",
-                "Replace or remove that file (it is not a readable image).",
-            )
-        return image
+                f"cannot read image {path}: {error.reason}",
+                "Replace or remove that file.",
+            ) from None
 
     def close(self) -> None:
         pass
