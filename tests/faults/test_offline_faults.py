@@ -10,8 +10,10 @@ plays back.
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import signal
+import threading
 
 import cv2
 import numpy as np
@@ -141,35 +143,59 @@ def test_output_equal_to_input_is_refused_and_the_input_kept(how, tmp_path, caps
     assert image.read_bytes() == before, "the input is untouched"
 
 
+#: What the "disk" holds per file when nothing was seen on disk before: 60 frames of
+#: the 64x48 scene take about 20 kB in any codec the recorder uses.
+DISK_BYTES = 12_000
+
+
 @pytest.fixture
-def disk_full_after():
-    """``disk_full_after(nbytes)``: from then on, no file of this process grows past
-    ``nbytes`` (writes fail with EFBIG, as on a full disk); undone after the test."""
+def disk_fills_under():
+    """``disk_fills_under(path) -> grown``: no file of this process may grow past
+    :data:`DISK_BYTES`; once ``path`` is seen to grow past its first write (its header,
+    then data on disk), past that size plus 256 bytes. Writes then fail with EFBIG, as
+    on a full disk. ``grown`` is set when the second limit took over. Undone after the test.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, not the process
+    done = threading.Event()
 
-    def limit(nbytes: int) -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    def fill(path) -> threading.Event:
+        grown = threading.Event()
 
-    yield limit
+        def watch() -> None:
+            first_size = 0
+            while not done.wait(0.005):
+                size = path.stat().st_size if path.exists() else 0
+                if first_size and size > first_size:
+                    resource.setrlimit(resource.RLIMIT_FSIZE, (min(size + 256, DISK_BYTES), hard))
+                    grown.set()
+                    return
+                first_size = first_size or size
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (DISK_BYTES, hard))
+        threading.Thread(target=watch, name="disk-filler", daemon=True).start()
+        return grown
+
+    yield fill
+    done.set()
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     signal.signal(signal.SIGXFSZ, previous)
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 18: needs write errors caught (today: 'recorded N frames', exit 0, and a "
-    "file that does not open)",
+    reason="issue 18: needs write errors caught (today: exit 0, 'recorded N frames', no "
+    "alert, and a file with no moov atom)",
 )
 @pytest.mark.expect_errors
 def test_disk_full_while_recording_alerts_and_keeps_what_was_written(
-    kit, tmp_path, capsys, caplog, short_live_argv, tiny_weights, disk_full_after
+    kit, tmp_path, caplog, short_live_argv, tiny_weights, disk_fills_under
 ):
     out = tmp_path / "case.mp4"
-    argv = short_live_argv(30, "--weights", str(tiny_weights), "--record", str(out))
-    disk_full_after(24_000)  # a few dozen 64x48 frames fit
-    code = main(argv)
-    alerts = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    grown = disk_fills_under(out)
+    code = main(short_live_argv(60, "--weights", str(tiny_weights), "--record", str(out)))
+    alerts = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any(out.name in message for message in alerts), f"no alert names {out}: {alerts}"
-    assert code in (0, 1, 2)
-    assert kit.video_frames(out) > 0, "what was written before the disk filled plays back"
+    assert code in (0, 1, 2), "the run ends normally: the live view outlives the recording"
+    if grown.is_set():  # a fragment reached the disk before it filled
+        assert kit.video_frames(out) > 0, "what was on disk before it filled plays back"
