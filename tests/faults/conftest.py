@@ -39,8 +39,10 @@ SCHEDULING_SLACK_MS = 60.0
 
 @dataclass
 class Shown:
-    """What the graph presented: one (mode, latency ms or None) per view, and the views."""
+    """What the graph presented: per ``Graph._present`` call, the frame (None: no
+    signal), the (mode, latency ms or None) it was recorded with, and the view the sinks got."""
 
+    frames: list = field(default_factory=list)
     presented: list[tuple[Mode, float | None]] = field(default_factory=list)
     views: list[np.ndarray] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,6 +95,14 @@ def watched_graph(source, engine, factory=None, *, sinks=(), **settings) -> tupl
         record(mode, latency_ns, now_ns)
 
     graph.timeline.record = spy
+    present = graph._present
+
+    def present_spy(presentation) -> None:
+        with shown.lock:
+            shown.frames.append(presentation.frame)
+        present(presentation)
+
+    graph._present = present_spy
     return graph, shown
 
 
@@ -105,11 +115,20 @@ def synthetic(frames: int, live: bool = True) -> SyntheticSource:
 def check_live_invariants(graph: Graph, shown: Shown, report) -> None:
     """Invariants 1 and 2 for a live run."""
     assert shown.presented, f"nothing was shown: {report.format()}"
-    assert len(shown.views) == len(shown.presented), (
-        f"{len(shown.views)} views reached the sinks but {len(shown.presented)} were labelled"
+    assert len(shown.views) == len(shown.presented) == len(shown.frames), (
+        f"{len(shown.frames)} presentations, {len(shown.presented)} recorded with a mode, "
+        f"{len(shown.views)} views reached the sinks"
     )
-    for mode, _ in shown.presented:
-        assert isinstance(mode, Mode), f"a view was shown without a status label: {mode!r}"
+    for (mode, _), frame, view in zip(shown.presented, shown.frames, shown.views, strict=True):
+        assert isinstance(mode, Mode), f"a view was shown without a status: {mode!r}"
+        if frame is None:
+            assert mode is Mode.NO_SIGNAL, f"a view with no frame was shown as {mode.value}"
+            continue
+        plain = frame.output if mode is Mode.PROCESSED else frame.image
+        assert plain is not None, f"frame {frame.seq} shown as PROCESSED with no output"
+        assert view.shape != plain.shape or not np.array_equal(view, plain), (
+            f"frame {frame.seq} ({mode.value}) reached the sinks without its label drawn"
+        )
     limit_ms = report.budget_ms + 1000.0 / FPS + SCHEDULING_SLACK_MS
     late = [(mode.value, round(ms, 1)) for mode, ms in shown.presented if ms and ms > limit_ms]
     assert not late, f"shown later than {limit_ms:.0f} ms after capture: {late[:5]}"
