@@ -29,8 +29,22 @@ SIGKILL_MAY_LOSE_S = 2.0
 class Stopped:
     returncode: int
     stderr: str
-    recording: Path
+    recording: Path | None  # out.mp4, else the file the recorder was writing (a temporary name)
     recorded_s: float  # from the first byte of the recording to the signal
+    signalled: bool  # False: the process had ended (or never recorded) before its signal
+
+    def frames(self) -> int:
+        return video_frames(self.recording) if self.recording is not None else 0
+
+
+def recording_in(folder: Path) -> Path | None:
+    """``out.mp4``, else the largest file the recorder left (written under a temporary
+    name until it is complete), else None."""
+    final = folder / "out.mp4"
+    if final.exists():
+        return final
+    others = [path for path in folder.iterdir() if path.is_file() and path.name != "stderr.txt"]
+    return max(others, key=lambda path: path.stat().st_size, default=None)
 
 
 def video_frames(path: Path) -> int:
@@ -59,13 +73,14 @@ def stopped(tmp_path_factory, tiny_weights) -> dict[str, Stopped]:
     """{case: Stopped} for live SIGTERM, live SIGKILL and restore-of-a-video SIGTERM."""
     root = tmp_path_factory.mktemp("signals")
     clip = root / "clip.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (64, 48))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (160, 120))
     rng = np.random.default_rng(0)
-    for _ in range(900):  # 30 s: longer than any restore here can get through
-        writer.write(rng.integers(0, 255, (48, 64, 3), np.uint8))
+    for _ in range(900):  # 30 s at 160x120: more than a restore gets through before its signal
+        writer.write(rng.integers(0, 255, (120, 160, 3), np.uint8))
     writer.release()
     common = ["--weights", str(tiny_weights), "--backend", "torch"]
     live = ["--display", "none", "--source", "synthetic", "--size", "64x48", "--fps", str(FPS)]
+    live += ["--max-frames", str(20 * FPS)]  # a bound, should a signal never be sent
     cases = {
         "run-sigterm": (signal.SIGTERM, [*live, "--record", "out.mp4", *common]),
         "run-sigkill": (signal.SIGKILL, [*live, "--record", "out.mp4", *common]),
@@ -78,19 +93,23 @@ def stopped(tmp_path_factory, tiny_weights) -> dict[str, Stopped]:
         running[case] = (number, folder, launch(argv, folder, root / "cache"))
     first_byte: dict[str, float] = {}
     sent: dict[str, float] = {}
-    deadline = time.monotonic() + 60
+    signalled: set[str] = set()
+    deadline = time.monotonic() + 40
     while len(sent) < len(running) and time.monotonic() < deadline:
         now = time.monotonic()
         for case, (number, folder, process) in running.items():
-            out = folder / "out.mp4"
-            if case in sent or process.poll() is not None:
-                sent.setdefault(case, now)
+            if case in sent:
                 continue
-            if case not in first_byte and out.exists() and out.stat().st_size > 0:
+            if process.poll() is not None:
+                sent[case] = now
+                continue
+            out = recording_in(folder)
+            if case not in first_byte and out is not None and out.stat().st_size > 0:
                 first_byte[case] = now
             if case in first_byte and now - first_byte[case] >= RECORD_S:
                 process.send_signal(number)
                 sent[case] = now
+                signalled.add(case)
         time.sleep(0.05)
     results = {}
     for case, (_, folder, process) in running.items():
@@ -102,17 +121,19 @@ def stopped(tmp_path_factory, tiny_weights) -> dict[str, Stopped]:
         results[case] = Stopped(
             process.returncode,
             (folder / "stderr.txt").read_text(),
-            folder / "out.mp4",
+            recording_in(folder),
             sent.get(case, 0.0) - first_byte.get(case, sent.get(case, 0.0)),
+            case in signalled,
         )
     return results
 
 
 def test_sigterm_finalises_a_live_recording(stopped):
     result = stopped["run-sigterm"]
+    assert result.signalled, f"the run never recorded for {RECORD_S} s: {result.stderr[-2000:]}"
     assert result.returncode == 0, f"a SIGTERM is a clean stop: {result.stderr[-2000:]}"
     assert "SIGTERM" in result.stderr, "the log says why the run stopped"
-    frames = video_frames(result.recording)
+    frames = result.frames()
     assert frames >= FPS * (result.recorded_s - 0.5) / 2, (
         f"{frames} frames play back from {result.recorded_s:.1f} s of recording"
     )
@@ -124,8 +145,8 @@ def test_sigterm_finalises_a_live_recording(stopped):
 )
 def test_sigkill_loses_at_most_the_last_two_seconds(stopped):
     result = stopped["run-sigkill"]
-    assert result.returncode == -signal.SIGKILL
-    frames = video_frames(result.recording)
+    assert result.signalled and result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    frames = result.frames()
     expected = FPS * (result.recorded_s - SIGKILL_MAY_LOSE_S) / 2  # /2: a busy CI machine
     assert frames >= max(1.0, expected), (
         f"{frames} frames play back from {result.recorded_s:.1f} s recorded before SIGKILL"
@@ -139,6 +160,7 @@ def test_sigkill_loses_at_most_the_last_two_seconds(stopped):
 )
 def test_sigterm_finalises_a_video_restore(stopped):
     result = stopped["restore-sigterm"]
+    assert result.signalled, f"the restore ended before its signal: {result.stderr[-2000:]}"
     assert result.returncode >= 0, f"killed by the signal, not stopped: {result.returncode}"
     assert "SIGTERM" in result.stderr, "restore says it was stopped"
-    assert video_frames(result.recording) > 0, "what was restored before SIGTERM plays back"
+    assert result.frames() > 0, "what was restored before SIGTERM plays back"
