@@ -447,7 +447,10 @@ class Graph:
             if not all(sink.pump() for sink in self.sinks):
                 return "user (window closed)"
             if self.capture_done.is_set() and not len(self.captured) and presenter.idle:
-                return "end of stream" if self.fatal is None else "fatal error"
+                if self.fatal is not None:
+                    return "fatal error"
+                # Capture also ends when stop is set (e.g. while reconnecting).
+                return "stop request" if self.stop.is_set() else "end of stream"
             wake_at = min(presenter.next_wakeup_ns(now), now + PRESENTER_TICK_NS)
             remaining = (wake_at - time.monotonic_ns()) / 1e9
             if remaining > 0:

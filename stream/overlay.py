@@ -81,8 +81,11 @@ def draw_status(image: np.ndarray, mode: Mode, detail: str = "", alert: str = ""
             cv2.LINE_AA,
         )
     if alert:
-        (alert_width, _), _ = cv2.getTextSize(alert, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        origin = (max(pad, width - alert_width - 2 * pad), 2 * pad + text_height)
+        (alert_width, text_height), _ = cv2.getTextSize(
+            alert, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness
+        )
+        # Below the mode label's box (top right).
+        origin = (max(pad, width - alert_width - 2 * pad), 4 * pad + 2 * text_height)
         red = (0, 0, 255)
         font = cv2.FONT_HERSHEY_SIMPLEX
         cv2.putText(image, alert, origin, font, scale, red, thickness, cv2.LINE_AA)

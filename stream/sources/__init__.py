@@ -115,7 +115,7 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     """Normalise a frame to ``(H, W, 3)`` uint8 BGR.
 
     Accepts grey ``(H, W)`` / ``(H, W, 1)``, BGR ``(H, W, 3)``, BGRA ``(H, W, 4)``,
-    in uint8, uint16 (top 8 bits kept) or float in [0, 1].
+    in uint8, uint16 (top 8 bits kept) or finite float in [0, 1].
 
     Raises:
         FrameFormatError: anything else.
@@ -127,6 +127,8 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
+        if not np.isfinite(image).all():
+            raise FrameFormatError("frame holds non-finite values (NaN or inf)")
         image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise FrameFormatError(f"frame has unsupported pixel type {image.dtype}")

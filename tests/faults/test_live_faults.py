@@ -48,11 +48,6 @@ def test_corrupt_frame_is_skipped_and_counted(kit, bad):
     assert shown.count(Mode.PROCESSED) > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: needs to_bgr8 (stream/sources/__init__.py) to refuse non-finite float "
-    "frames; today NaN becomes a black frame shown as PROCESSED",
-)
 @pytest.mark.expect_errors
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 def test_nan_float_frame_is_skipped_not_shown(kit):

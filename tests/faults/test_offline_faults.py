@@ -42,11 +42,6 @@ def textured_png(path, width=64, height=48):
 # --------------------------------------------------------------------------- weights
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: needs the output guard (NaN weights refused at load, or their "
-    "output never shown as PROCESSED)",
-)
 @pytest.mark.expect_errors
 def test_nan_weights_are_refused_or_never_shown_as_processed(
     kit, tmp_path, capsys, short_live_argv, tiny_weights
@@ -63,9 +58,6 @@ def test_nan_weights_are_refused_or_never_shown_as_processed(
     assert counters["shown_processed"] == 0, f"NaN output was shown as PROCESSED: {counters}"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 18: needs the output guard (NaN weights refused at load)"
-)
 @pytest.mark.expect_errors
 def test_nan_weights_never_write_a_restored_still(kit, tmp_path, capsys, tiny_weights):
     nan = kit.nan_weights_of(tiny_weights, tmp_path / "nan.safetensors")
@@ -116,10 +108,6 @@ def test_corrupt_onnx_cache_entry_is_never_loaded(
     assert any("unreadable" in record.getMessage() for record in caplog.records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: needs config bounds (width 0 is a ValueError traceback today)",
-)
 def test_config_out_of_range_is_one_clear_line(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("network:\n  width: 0\ntrain:\n  learning_rate: 0.001\n")
@@ -189,11 +177,6 @@ def disk_fills_under():
     signal.signal(signal.SIGXFSZ, previous)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: needs write errors caught (today: exit 0, 'recorded N frames', no "
-    "alert, and a file with no moov atom)",
-)
 @pytest.mark.expect_errors
 def test_disk_full_while_recording_alerts_and_keeps_what_was_written(
     kit, tmp_path, caplog, short_live_argv, tiny_weights, disk_fills_under

@@ -139,10 +139,6 @@ def test_sigterm_finalises_a_live_recording(stopped):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: needs crash-safe recording (today a SIGKILLed .mp4 has no moov atom)",
-)
 def test_sigkill_loses_at_most_the_last_two_seconds(stopped):
     result = stopped["run-sigkill"]
     assert result.signalled and result.returncode == -signal.SIGKILL, result.stderr[-2000:]
@@ -153,11 +149,6 @@ def test_sigkill_loses_at_most_the_last_two_seconds(stopped):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: needs SIGTERM handled in restore (today: killed, no message, "
-    "a file that does not open)",
-)
 def test_sigterm_finalises_a_video_restore(stopped):
     result = stopped["restore-sigterm"]
     assert result.signalled, f"the restore ended before its signal: {result.stderr[-2000:]}"
