@@ -96,7 +96,7 @@ def test_hung_engine_bypasses_then_a_fresh_engine_takes_over(kit):
 
 @pytest.mark.expect_errors
 def test_recording_keeps_every_shown_view_through_engine_failures(kit, tmp_path):
-    path = tmp_path / "case.avi"
+    path = tmp_path / "case.mkv"
     recorder = VideoRecorder(path)
     healthy = kit.InvertEngine()
     graph, shown = kit.watched_graph(
