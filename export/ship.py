@@ -76,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("smokeclear")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        return _ship(args)
+    finally:  # called in-process by the tests: leave no handler on a closed stream
+        logger.removeHandler(handler)
+
+
+def _ship(args: argparse.Namespace) -> int:
     requests = shipped_requests()
     if args.check:
         reasons = {r.artefact_stem: stale_reason(r, args.out) for r in requests}

@@ -22,7 +22,7 @@ from smokeclear.stream.recording import CheckedFile, VideoWriter, partial_path
 from smokeclear.stream.sources.opencv import VideoFileSource
 
 #: restore() only reads the request's label: the engine comes from the patched factory.
-REQUEST = SimpleNamespace(label="invert")
+REQUEST = SimpleNamespace(label="invert", work_scale=1.0)
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
