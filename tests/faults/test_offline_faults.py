@@ -10,10 +10,11 @@ plays back.
 from __future__ import annotations
 
 import json
-import logging
+import os
 import resource
-import signal
-import threading
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
@@ -142,51 +143,46 @@ def test_output_equal_to_input_is_refused_and_the_input_kept(how, tmp_path, caps
 DISK_BYTES = 12_000
 
 
-@pytest.fixture
-def disk_fills_under():
-    """``disk_fills_under(folder) -> grown``: no file of this process may grow past
-    :data:`DISK_BYTES`; once the largest file in ``folder`` (the recording, under its
-    final or a temporary name) is seen to grow past its first write (its header, then
-    data on disk), past that size plus 256 bytes. Writes then fail with EFBIG, as
-    on a full disk. ``grown`` is set when the second limit took over. Undone after the test.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, not the process
-    done = threading.Event()
-
-    def fill(folder) -> threading.Event:
-        grown = threading.Event()
-
-        def watch() -> None:
-            first_size = 0
-            while not done.wait(0.005):
-                size = max((path.stat().st_size for path in folder.iterdir()), default=0)
-                if first_size and size > first_size:
-                    resource.setrlimit(resource.RLIMIT_FSIZE, (min(size + 256, DISK_BYTES), hard))
-                    grown.set()
-                    return
-                first_size = first_size or size
-
-        resource.setrlimit(resource.RLIMIT_FSIZE, (DISK_BYTES, hard))
-        threading.Thread(target=watch, name="disk-filler", daemon=True).start()
-        return grown
-
-    yield fill
-    done.set()
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    signal.signal(signal.SIGXFSZ, previous)
-
-
-@pytest.mark.expect_errors
 def test_disk_full_while_recording_alerts_and_keeps_what_was_written(
-    kit, tmp_path, caplog, short_live_argv, tiny_weights, disk_fills_under
+    kit, tmp_path, short_live_argv, tiny_weights
 ):
+    """A real failed write, in a child process: no file of the child may grow past
+    :data:`DISK_BYTES`; once the recording (under its final or a temporary name) is seen
+    to grow past its first write, past that size plus 256 bytes (``prlimit`` on the
+    child). Writes then fail with EFBIG, as on a full disk. Python ignores SIGXFSZ, so
+    the write fails instead of the process. The limit never touches the test process,
+    whose own output may be a file."""
     out = tmp_path / "case.mp4"
-    grown = disk_fills_under(tmp_path)
-    code = main(short_live_argv(60, "--weights", str(tiny_weights), "--record", str(out)))
-    alerts = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert any(out.stem in message for message in alerts), f"no alert names {out}: {alerts}"
-    assert code in (0, 1, 2), "the run ends normally: the live view outlives the recording"
-    if grown.is_set():  # a fragment reached the disk before it filled
-        left = out if out.exists() else max(tmp_path.iterdir(), key=lambda p: p.stat().st_size)
+    argv = short_live_argv(60, "--weights", str(tiny_weights), "--record", str(out))
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def limit_child() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (DISK_BYTES, hard))
+
+    env = {**os.environ, "SMOKECLEAR_CACHE": str(tmp_path / "cache")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "smokeclear", *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit_child,
+    )
+    grown = False
+    first_size = 0
+    while child.poll() is None and not grown:
+        size = max((p.stat().st_size for p in tmp_path.glob("case*")), default=0)
+        if first_size and size > first_size:
+            resource.prlimit(child.pid, resource.RLIMIT_FSIZE, (min(size + 256, DISK_BYTES), hard))
+            grown = True
+        first_size = first_size or size
+        time.sleep(0.005)
+    _, err = child.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    alerts = [line for line in err.splitlines() if "warning" in line or "error" in line]
+    assert any(out.stem in line for line in alerts), f"no alert names {out}: {err}"
+    assert child.returncode in (0, 1, 2), "the run ends normally: the view outlives the recording"
+    if grown:  # a fragment reached the disk before it filled
+        left = max(tmp_path.glob("case*"), key=lambda p: p.stat().st_size)
         assert kit.video_frames(left) > 0, f"what was on disk before it filled plays back: {left}"
