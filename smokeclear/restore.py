@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from smokeclear.engines.base import Engine
+from smokeclear.engines.output_guard import guarded_download
 from smokeclear.errors import UserError
 from smokeclear.parsing import refuse_overwriting
 from smokeclear.runtime import EngineRequest, create_engine
@@ -109,8 +110,6 @@ def restore(input_path: Path, output_path: Path, request: EngineRequest) -> int:
 
 
 def _run(engine: Engine, image: np.ndarray) -> np.ndarray:
-    from smokeclear.engines.output_guard import guarded_download
-
     height, width = image.shape[:2]
     tensor = engine.infer(engine.upload(image))
     output, problem = guarded_download(engine, tensor, image, height, width)
