@@ -105,9 +105,20 @@ def bgr8_to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def random_crop(
-    images: tuple[np.ndarray, ...], size: int, rng: np.random.Generator
+    images: tuple[np.ndarray, ...],
+    size: int,
+    rng: np.random.Generator,
+    scale_range: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[np.ndarray, ...]:
-    """The same random ``size x size`` crop of every image (upscaled first if smaller)."""
+    """The same random ``size x size`` crop of every image (upscaled first if smaller).
+
+    ``scale_range`` rescales the images by a factor drawn from it before cropping, so
+    a network sees its scenes at the sizes the runtime's work scales give it (0.5:
+    everything half as big). The default leaves them as they are.
+    """
+    low, high = scale_range
+    if (low, high) != (1.0, 1.0):
+        images = rescale(images, float(rng.uniform(low, high)))
     height, width = images[0].shape[:2]
     if min(height, width) < size:
         scale = size / min(height, width)
@@ -119,6 +130,17 @@ def random_crop(
     top = int(rng.integers(0, height - size + 1))
     left = int(rng.integers(0, width - size + 1))
     return tuple(image[top : top + size, left : left + size] for image in images)
+
+
+def rescale(images: tuple[np.ndarray, ...], factor: float) -> tuple[np.ndarray, ...]:
+    """Every image resized by ``factor`` (area averaging when shrinking, as a camera's
+    downscale does; bilinear when enlarging)."""
+    if factor == 1.0:
+        return images
+    height, width = images[0].shape[:2]
+    new_size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR
+    return tuple(cv2.resize(image, new_size, interpolation=interpolation) for image in images)
 
 
 def find_pair_folders(
@@ -194,15 +216,17 @@ def clean_patch(
     size: int,
     scene_fraction: float,
     rng: np.random.Generator,
+    scale_range: tuple[float, float] = (1.0, 1.0),
 ) -> np.ndarray:
     """A random ``size x size`` crop of a random scene frame (``scene_fraction`` of the
-    time, always without photos) or clean photo; ``(size, size, 3)`` float32 RGB."""
+    time, always without photos) or clean photo, rescaled first by a factor drawn from
+    ``scale_range`` (see :func:`random_crop`); ``(size, size, 3)`` float32 RGB."""
     if not photos or rng.random() < scene_fraction:
         scene = scenes[int(rng.integers(len(scenes)))]
         image = bgr8_to_rgb(scene.render(int(rng.integers(0, 20 * 60 * 30))).clean)
     else:
         image = photos[int(rng.integers(len(photos)))]
-    (patch,) = random_crop((image,), size, rng)
+    (patch,) = random_crop((image,), size, rng, scale_range)
     return np.ascontiguousarray(patch)
 
 

@@ -72,7 +72,8 @@ class TrainingSampler(Generic[ConfigT]):
 
     def clean_patch(self) -> np.ndarray:
         """A clean ``config.patch_size`` crop of a scene frame or photo (see
-        :func:`data.clean_patch`), ``(P, P, 3)`` float32 RGB in [0, 1]."""
+        :func:`data.clean_patch`), ``(P, P, 3)`` float32 RGB in [0, 1], rescaled first
+        by the config's ``scale_range`` where it has one."""
         config = self.config
         return data.clean_patch(
             self.frames.photos,
@@ -80,6 +81,7 @@ class TrainingSampler(Generic[ConfigT]):
             config.patch_size,
             config.scene_fraction,
             self.rng,
+            getattr(config, "scale_range", (1.0, 1.0)),
         )
 
 

@@ -84,3 +84,25 @@ def test_oriented_pair_batch_turns_and_mirrors_both_images_alike(rng):
         variants = [torch.rot90(originals[k], t, dims=(1, 2)) for t in range(4)]
         variants += [v.flip(-1) for v in variants]
         assert any(torch.equal(degraded[k], v) for v in variants), "a turn and a mirror only"
+
+
+def test_random_crop_rescales_every_image_alike_by_the_drawn_factor():
+    # A 64 px checkerboard of 8 px squares, halved: squares of 4 px in the crop.
+    board = (np.indices((64, 64)).sum(axis=0) // 8 % 2).astype(np.float32)
+    image = np.repeat(board[..., None], 3, axis=2)
+    first, second = data.random_crop(
+        (image, image.copy()), 16, np.random.default_rng(0), scale_range=(0.5, 0.5)
+    )
+    np.testing.assert_array_equal(first, second)
+    row = first[8, :, 0]
+    runs = np.flatnonzero(np.diff(row > 0.5)) + 1
+    assert set(np.diff(runs)) == {4}
+
+
+def test_rescale_keeps_size_at_factor_one_and_shrinks_by_area():
+    image = np.ones((40, 60, 3), np.float32)
+    (same,) = data.rescale((image,), 1.0)
+    assert same is image
+    (half,) = data.rescale((image,), 0.5)
+    assert half.shape == (20, 30, 3)
+    np.testing.assert_allclose(half, 1.0)
