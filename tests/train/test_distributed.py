@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -178,6 +179,39 @@ def test_two_ranks_train_alike_on_their_own_batches(name, shared, tmp_path, smal
     assert other["writes"] == [], "only rank 0 writes"
     assert set(main_rank["writes"]) == files
     assert {p.name for p in out_dir.iterdir()} == files
+
+
+def _resume_nothing(rank: int, out_dir: Path, results: Path, port: int) -> None:
+    """One rank resuming from an empty folder; its error message in ``results``."""
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD_SIZE),
+        LOCAL_RANK=str(rank),
+    )
+    options = TrainOptions(out_dir=out_dir, resume=True, progress=False)
+    config = write_tiny_config(driver.recipe_of(get_restorer("enhance")), results / "tiny.yaml")
+    with distributed.session("cpu") as replicas:
+        try:
+            driver.train(get_restorer("enhance"), replace(options, config_path=config), replicas)
+        except UserError as error:
+            (results / f"rank{rank}.txt").write_text(error.problem)
+
+
+def test_a_resume_error_on_rank_0_reaches_every_rank(tmp_path, small_scenes):
+    (tmp_path / "run").mkdir()
+    mp.start_processes(
+        _resume_nothing,
+        args=(tmp_path / "run", tmp_path, _free_port()),
+        nprocs=WORLD_SIZE,
+        start_method="fork",
+    )
+    for rank in range(WORLD_SIZE):
+        assert "nothing to resume" in (tmp_path / f"rank{rank}.txt").read_text(), (
+            f"rank {rank} should raise rank 0's error, not wait for a state that never comes"
+        )
 
 
 def test_torchrun_environment_all_or_nothing():
