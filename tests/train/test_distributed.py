@@ -23,6 +23,7 @@ import torch.multiprocessing as mp
 
 from smokeclear.cli import main
 from smokeclear.errors import UserError
+from smokeclear.nets.loading import weights_metadata
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.scene.laparoscopic import LaparoscopicScene
 from smokeclear.train import data, distributed, driver, loop
@@ -179,6 +180,8 @@ def test_two_ranks_train_alike_on_their_own_batches(name, shared, tmp_path, smal
     assert other["writes"] == [], "only rank 0 writes"
     assert set(main_rank["writes"]) == files
     assert {p.name for p in out_dir.iterdir()} == files
+    recipe = weights_metadata(out_dir / f"{name}.safetensors")["data_recipe"]
+    assert (recipe["ranks"], recipe["effective_batch"]) == (2, 4), "2 ranks x batch 2"
 
 
 def _resume_nothing(rank: int, out_dir: Path, results: Path, port: int) -> None:
