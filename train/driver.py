@@ -25,6 +25,7 @@ from smokeclear.nets.wrappers import WorkScale
 from smokeclear.registry import RestorerSpec, resolve
 from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_TRAIN_SIZE, VALIDATION_SEED
+from smokeclear.train.distributed import Replicas, on_device
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.loop import (
     Batch,
@@ -84,8 +85,14 @@ def _check_flags(spec: RestorerSpec, recipe: Recipe, pairs: tuple, vgg: Path | N
         )
 
 
-def train(spec: RestorerSpec, options: TrainOptions) -> FitResult:
-    """Train ``spec`` and write ``out_dir/NAME.safetensors`` (FP16, ready to ship)."""
+def train(spec: RestorerSpec, options: TrainOptions, replicas: Replicas | None = None) -> FitResult:
+    """Train ``spec`` and write ``out_dir/NAME.safetensors`` (FP16, ready to ship).
+
+    ``replicas``: the device and, under torchrun, this process's rank (see
+    :func:`smokeclear.train.distributed.session`); default one process on the CPU.
+    Each rank draws its own batches (its own sampler seed).
+    """
+    replicas = replicas or Replicas()
     recipe = recipe_of(spec)
     _check_flags(spec, recipe, options.pairs_dirs, options.vgg_weights)
     config = train_config(spec, options.config_path)
@@ -101,28 +108,35 @@ def train(spec: RestorerSpec, options: TrainOptions) -> FitResult:
         options.clean_dirs, options.pairs_dirs, lambda folder: real_pairs(spec, folder)
     )
     validation: Batch | Validation = recipe.validation(
-        validation_batch(spec, config, list(options.clean_dirs)), config
+        on_device(validation_batch(spec, config, list(options.clean_dirs)), replicas.device),
+        config,
     )
     log.info(
-        "training %s (%s): %d clean photos + %d scenes, %d real pairs, %d validation "
-        "patches, %d px patches, batch %d",
+        "training %s (%s) on %s: %d clean photos + %d scenes, %d real pairs, %d validation "
+        "patches, %d px patches, %s",
         spec.name,
         recipe.describe(model.config),
+        replicas.device,
         len(photos),
         len(scenes),
         len(pairs),
         config.validation_size,
         config.patch_size,
-        config.batch_size,
+        replicas.describe_batch(config.batch_size),
     )
     frames = TrainingFrames(photos, scenes, pairs)
 
     def batches_for_epoch(epoch: int) -> Callable[[], Any]:
-        sampler = recipe.sampler(frames, config, np.random.default_rng([config.seed, epoch]))
+        rng = np.random.default_rng(replicas.sampler_seed(config.seed, epoch))
+        sampler = recipe.sampler(frames, config, rng)
         return lambda: sampler.batch(config.batch_size)
 
     objective = recipe.objective(config, vgg) if recipe.objective is not None else None
+    replicas.prepare_objective(objective)
     data_recipe = {**recipe.data_recipe(config), **data.frame_sources(options, len(photos))}
+    if replicas.distributed:
+        data_recipe["ranks"] = replicas.world_size
+        data_recipe["effective_batch"] = replicas.world_size * config.batch_size
     if spec.pairs is not None:
         data_recipe["real_pairs_dirs"] = [str(p) for p in options.pairs_dirs]
         data_recipe["real_pairs"] = len(pairs)
@@ -141,6 +155,7 @@ def train(spec: RestorerSpec, options: TrainOptions) -> FitResult:
         metadata={"train_config": to_mapping(config), "data_recipe": data_recipe, "loss": loss},
         resume=options.resume,
         progress=options.progress,
+        replicas=replicas,
     )
 
 

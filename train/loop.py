@@ -25,6 +25,7 @@ from smokeclear.config import load_config
 from smokeclear.errors import UserError
 from smokeclear.nets.loading import build_network, load_restorer, read_weights, save_weights
 from smokeclear.registry import RestorerSpec, resolve
+from smokeclear.train.distributed import Replicas, on_device
 from smokeclear.train.options import TrainOptions
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ def fit(
     metadata: dict[str, Any],
     resume: bool = False,
     progress: bool = True,
+    replicas: Replicas | None = None,
 ) -> FitResult:
     """Train ``model`` until its validation score (PSNR by default) stops improving.
 
@@ -174,10 +176,17 @@ def fit(
         out_dir: receives ``last.safetensors``, ``last.state.pt`` and ``best.safetensors``.
         metadata: recorded in every checkpoint (config, data recipe, ...).
         resume: continue from ``out_dir/last.*``.
+        replicas: the device, and under torchrun the ranks (see
+            :mod:`~smokeclear.train.distributed`): ``model``, the batches and
+            ``validation`` go to its device (the objective's nets are the caller's);
+            rank 0 scores validation and writes the files. Default: one CPU process.
     """
     if (loss_fn is None) == (objective is None):
         raise ValueError("give exactly one of loss_fn and objective")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    replicas = replicas or Replicas()
+    if replicas.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(replicas.device)
     optimizer = torch.optim.Adam(
         model.parameters(),
         lr=schedule.learning_rate,
@@ -206,14 +215,16 @@ def fit(
     else:
         key, label, unit = PSNR_KEY, PSNR_LABEL, PSNR_UNIT
 
+        validation_pairs = on_device(validation, replicas.device)
+
         def score(model: nn.Module) -> float:
-            return validate(model, validation)
+            return validate(model, validation_pairs)
 
     start_epoch, best_score, bad_epochs = 0, -math.inf, 0
     history: list[dict[str, float]] = []
     if resume:
         start_epoch, best_score, bad_epochs, history = _restore(
-            model, optimizer, plateau, objective, out_dir
+            model, optimizer, plateau, objective, out_dir, replicas
         )
         log.info(
             "resumed at epoch %d (best validation %s %s)",
@@ -222,6 +233,7 @@ def fit(
             _score_text(best_score, unit),
         )
 
+    trained = replicas.replicate(model)
     epoch = start_epoch
     stopped_early = False
     for epoch in range(start_epoch, schedule.max_epochs):
@@ -232,13 +244,15 @@ def fit(
         model.train()
         started = time.monotonic()
         running = 0.0
-        steps = _progress(schedule.steps_per_epoch, f"epoch {epoch + 1}", progress)
+        steps = _progress(
+            schedule.steps_per_epoch, f"epoch {epoch + 1}", progress and replicas.is_main
+        )
         for step in steps:
-            batch = next_batch()
+            batch = on_device(next_batch(), replicas.device)
             if objective is None:
-                loss = loss_fn(model(batch[0]), batch[1])
+                loss = loss_fn(trained(batch[0]), batch[1])
             else:
-                loss = objective(model, batch)
+                loss = objective(trained, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if objective is not None:
@@ -247,7 +261,8 @@ def fit(
             running += loss.detach().item()
             if hasattr(steps, "set_postfix") and step % 10 == 0:
                 steps.set_postfix(loss=f"{running / (step + 1):.5f}")
-        val_score = score(model)
+        replicas.share_buffers(model)
+        val_score = replicas.share_score(lambda: score(model))
         if plateau is not None:
             plateau.step(val_score)
         improved = val_score > best_score + schedule.min_delta
@@ -255,7 +270,7 @@ def fit(
         best_score = max(best_score, val_score)
         record = {
             "epoch": epoch + 1,
-            "train_loss": running / schedule.steps_per_epoch,
+            "train_loss": replicas.mean(running / schedule.steps_per_epoch),
             key: val_score,
             "learning_rate": optimizer.param_groups[0]["lr"],
             "seconds": time.monotonic() - started,
@@ -276,21 +291,23 @@ def fit(
             key: val_score,
             "history": history,
         }
-        if improved:
-            save_weights(model, out_dir / "best.safetensors", spec, checkpoint_metadata)
-        save_weights(model, out_dir / "last.safetensors", spec, checkpoint_metadata)
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "plateau": plateau.state_dict() if plateau is not None else {},
-                "objective": objective.state_dict() if objective is not None else {},
-                "epoch": epoch + 1,
-                "best_score": best_score,
-                "bad_epochs": bad_epochs,
-                "history": history,
-            },
-            out_dir / "last.state.pt",
-        )
+        if replicas.is_main:
+            if improved:
+                save_weights(model, out_dir / "best.safetensors", spec, checkpoint_metadata)
+            save_weights(model, out_dir / "last.safetensors", spec, checkpoint_metadata)
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "plateau": plateau.state_dict() if plateau is not None else {},
+                    "objective": objective.state_dict() if objective is not None else {},
+                    "epoch": epoch + 1,
+                    "best_score": best_score,
+                    "bad_epochs": bad_epochs,
+                    "history": history,
+                },
+                out_dir / "last.state.pt",
+            )
+        replicas.barrier()
     else:
         epoch = schedule.max_epochs
         stopped_early = bad_epochs >= schedule.patience
@@ -306,24 +323,28 @@ def fit_and_ship(
 
     The FP16 file is what the package ships: it carries ``metadata`` plus the best
     validation score (``val_psnr`` or the recipe's key), the epochs run and the training time.
+    Under torchrun rank 0 writes it while the others wait.
     """
     from smokeclear.nets.loading import load_restorer
 
+    replicas = arguments.get("replicas") or Replicas()
     started = time.monotonic()
     result = fit(model, spec, out_dir=out_dir, metadata=metadata, **arguments)
     shipped = out_dir / f"{spec.name}.safetensors"
-    save_weights(
-        load_restorer(spec, result.best_weights),
-        shipped,
-        spec,
-        {
-            **metadata,
-            result.score_key: result.best_score,
-            "epochs": result.epochs,
-            "train_seconds": round(time.monotonic() - started),
-        },
-        dtype=torch.float16,
-    )
+    if replicas.is_main:
+        save_weights(
+            load_restorer(spec, result.best_weights),
+            shipped,
+            spec,
+            {
+                **metadata,
+                result.score_key: result.best_score,
+                "epochs": result.epochs,
+                "train_seconds": round(time.monotonic() - started),
+            },
+            dtype=torch.float16,
+        )
+    replicas.barrier()
     log.info("%s; FP16 weights in %s", result.describe(), shipped)
     return result
 
@@ -334,22 +355,10 @@ def _restore(
     plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None,
     objective: Objective | None,
     out_dir: Path,
+    replicas: Replicas,
 ) -> tuple[int, float, int, list[dict[str, float]]]:
-    weights, state_path = out_dir / "last.safetensors", out_dir / "last.state.pt"
-    if not weights.is_file() or not state_path.is_file():
-        raise UserError(
-            f"nothing to resume in {out_dir} (no last.safetensors / last.state.pt)",
-            "Leave out --resume to start a new run, or point --out at an earlier run.",
-        )
-    tensors, _ = read_weights(weights)
+    tensors, state = replicas.from_main(lambda: _read_checkpoint(out_dir))
     model.load_state_dict(tensors)
-    try:
-        state = torch.load(state_path, weights_only=True)
-    except Exception as error:
-        raise UserError(
-            f"training state {state_path} is unreadable ({type(error).__name__})",
-            "Start a new run without --resume.",
-        ) from None
     optimizer.load_state_dict(state["optimizer"])
     if plateau is not None and state.get("plateau"):
         plateau.load_state_dict(state["plateau"])
@@ -357,6 +366,25 @@ def _restore(
         objective.load_state_dict(state["objective"])
     best = state["best_score"] if "best_score" in state else state["best_psnr"]  # older runs
     return state["epoch"], best, state["bad_epochs"], list(state["history"])
+
+
+def _read_checkpoint(out_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights and training state of ``out_dir/last.*``, on the CPU."""
+    weights, state_path = out_dir / "last.safetensors", out_dir / "last.state.pt"
+    if not weights.is_file() or not state_path.is_file():
+        raise UserError(
+            f"nothing to resume in {out_dir} (no last.safetensors / last.state.pt)",
+            "Leave out --resume to start a new run, or point --out at an earlier run.",
+        )
+    tensors, _ = read_weights(weights)
+    try:
+        state = torch.load(state_path, weights_only=True, map_location="cpu")
+    except Exception as error:
+        raise UserError(
+            f"training state {state_path} is unreadable ({type(error).__name__})",
+            "Start a new run without --resume.",
+        ) from None
+    return tensors, state
 
 
 def _progress(total: int, description: str, enabled: bool) -> Any:

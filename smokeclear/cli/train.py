@@ -41,6 +41,19 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--max-epochs", type=int)
     train.add_argument("--steps-per-epoch", type=int)
+    train.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto (default): a CUDA GPU where torch sees one, else the CPU; under "
+        "torchrun each rank takes cuda:LOCAL_RANK",
+    )
+    train.add_argument(
+        "--backend",
+        choices=("auto", "gloo", "nccl"),
+        default="auto",
+        help="under torchrun: auto (default) is nccl on GPUs, gloo on CPUs",
+    )
 
     evaluate = commands.add_parser(
         "eval", parents=[verbose], help="evaluate a restorer on the held-out test set"
@@ -83,7 +96,7 @@ def _folders(parser: argparse.ArgumentParser, flag: str, help_text: str) -> None
 
 def command_train(args: argparse.Namespace) -> int:
     from smokeclear.registry import get_restorer
-    from smokeclear.train import driver
+    from smokeclear.train import distributed, driver
     from smokeclear.train.options import TrainOptions
 
     spec = get_restorer(args.restorer)
@@ -99,11 +112,13 @@ def command_train(args: argparse.Namespace) -> int:
         pairs_dirs=tuple(args.pairs_dir),
         vgg_weights=args.vgg_weights,
     )
-    result = driver.train(spec, options)
-    print(
-        f"{spec.name}: {result.describe()} after {result.epochs} "
-        f"epochs{' (early stop)' if result.stopped_early else ''}; weights in {args.out}"
-    )
+    with distributed.session(args.device, args.backend) as replicas:
+        result = driver.train(spec, options, replicas)
+    if replicas.is_main:
+        print(
+            f"{spec.name}: {result.describe()} after {result.epochs} "
+            f"epochs{' (early stop)' if result.stopped_early else ''}; weights in {args.out}"
+        )
     return 0
 
 

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,3 +91,30 @@ def test_plateau_halves_the_learning_rate(tmp_path: Path):
     result = fit_tiny(tmp_path, schedule, loss_fn=no_learning)
     rates = [h["learning_rate"] for h in result.history]
     assert rates[-1] < rates[0], f"flat validation should lower the rate: {rates}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_one_gpu_moves_network_batches_and_validation(tmp_path: Path):
+    from smokeclear.train.distributed import Replicas, choose_device
+
+    schedule = Schedule(
+        learning_rate=1e-2, steps_per_epoch=2, max_epochs=1, patience=5, min_delta=1e-4
+    )
+    net = DesmokeNet(DesmokeConfig(width=4, max_channels=8))
+    validation, batches = tiny_problem()  # CPU tensors
+    result = fit(
+        net,
+        DESMOKE,
+        batches_for_epoch=batches,
+        validation=validation,
+        loss_fn=F.mse_loss,
+        schedule=schedule,
+        out_dir=tmp_path,
+        metadata={},
+        progress=False,
+        replicas=Replicas(device=choose_device("auto")),
+    )
+    assert next(net.parameters()).is_cuda, "--device auto takes the GPU"
+    assert np.isfinite(result.best_score)
+    assert (tmp_path / "best.safetensors").is_file()
