@@ -10,8 +10,11 @@ Data (paper Sec. 2-3, adapted to the OR):
   seeds, and the training split of any clean-photo folders given by path), randomly
   cropped, turned and mirrored, run through the synthetic weak camera of
   :mod:`smokeclear.synthetic.weak_camera` (blur, veil, colour cast, gamma, noise,
-  JPEG); ``identity_fraction`` of them are left as they are (ours: a good frame
-  must come out as it went in, so the restorer can stay on in a chain).
+  JPEG); ``identity_fraction`` of them are left as they are and ``mild_fraction``
+  get the weak camera at a fraction of its strength (ours: a good frame must come
+  out as it went in, and a nearly good one nearly so, so the restorer can stay on in
+  a chain). Frames are rescaled by a factor in ``scale_range`` before cropping: the
+  runtime runs the net at work scale 1 and 0.5.
 
 Loss (paper Eq. 8): ``content + 0.4 texture + 0.1 colour + 400 TV`` with the terms
 of :mod:`smokeclear.train.enhance_losses`, the weights from the config. The
@@ -19,7 +22,10 @@ content term needs local VGG-19 weights; without them it is off, which is logged
 as a warning and recorded in the weights. The texture discriminator is trained
 with its own Adam on each batch (the paper's pre-training of it is left out, as in
 the public code). ``pixel_weight`` (ours, 0 in the paper's preset) adds the
-unblurred colour loss, which holds fine detail where the content term would.
+unblurred colour loss, which holds fine detail where the content term would. On
+patches whose target is their input (the identity share) only the terms that
+compare with the target count: texture and TV there could only pull the output away
+from the input.
 
 Evaluation: PSNR / SSIM of the input, of a classical auto-levels baseline and of
 the network against the clean frame, on held-out frames through the weak camera
@@ -38,7 +44,7 @@ import torch
 from torch import nn
 
 from smokeclear.config import bounded
-from smokeclear.synthetic.weak_camera import NO_FAULTS, WeakCameraFaults, degrade
+from smokeclear.synthetic.weak_camera import NO_FAULTS, WeakCameraFaults, degrade, milder
 from smokeclear.train import data, evaluation
 from smokeclear.train.enhance_losses import (
     TextureDiscriminator,
@@ -83,6 +89,9 @@ class EnhanceTrainConfig:
     pixel_weight: float = bounded(0.0, 0, 1e6)  # ours: the unblurred colour loss
     discriminator_width: int = bounded(48, 1, 1024)  # paper: 48 channels in the first conv
     identity_fraction: float = bounded(0.1, 0, 1)  # ours: patches left as they are
+    mild_fraction: float = bounded(0.0, 0, 1)  # ours: patches with milder faults
+    mild_strength: float = bounded(0.3, 0, 1)  # their strength: up to this share of faults'
+    scale_range: tuple[float, float] = bounded((0.5, 1.0), 0.1, 4)  # rescale before cropping
     scene_fraction: float = bounded(
         0.5, 0, 1
     )  # share of patches from the synthetic scene (rest: photos)
@@ -94,9 +103,18 @@ class EnhanceTrainConfig:
     def __post_init__(self) -> None:
         if self.patch_size < 16:
             raise ValueError(f"patch_size must be >= 16, got {self.patch_size}")
-        for name in ("identity_fraction", "scene_fraction", "real_fraction"):
+        for name in ("identity_fraction", "mild_fraction", "scene_fraction", "real_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.identity_fraction + self.mild_fraction > 1:
+            raise ValueError(
+                "identity_fraction + mild_fraction must be at most 1, got "
+                f"{self.identity_fraction} + {self.mild_fraction}"
+            )
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(
+                f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}"
+            )
 
 
 # --------------------------------------------------------------------------- data
@@ -109,7 +127,12 @@ class WeakCameraSampler(TrainingSampler[EnhanceTrainConfig]):
     def synthetic_pair(self) -> tuple[np.ndarray, np.ndarray]:
         config, rng = self.config, self.rng
         clean = self.clean_patch()
-        faults = NO_FAULTS if rng.random() < config.identity_fraction else config.faults
+        share = rng.random()
+        if share < config.identity_fraction:
+            return clean.copy(), clean
+        faults = config.faults
+        if share < config.identity_fraction + config.mild_fraction:
+            faults = milder(faults, rng.uniform(0.0, config.mild_strength))
         return degrade(clean, rng, faults), clean
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,6 +174,9 @@ class EnhanceObjective(AdversarialObjective):
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         weak, clean = batch
         output = model(weak)
+        # Texture and TV judge the output alone; where the target is the input, any
+        # pull of theirs is away from it. They see the other patches only.
+        to_fix = (weak != clean).flatten(1).any(dim=1)
         terms: dict[str, torch.Tensor] = {}
         if self.vgg is not None and self.weights["content"] > 0:
             with torch.no_grad():
@@ -159,11 +185,12 @@ class EnhanceObjective(AdversarialObjective):
             terms["content"] = content_loss(features, target_features)
         if self.adversary is not None:
             self.adversary.step(discriminator_loss, clean, output)
-            terms["texture"] = generator_loss(self.adversary.judge(output))
+            if to_fix.any():
+                terms["texture"] = generator_loss(self.adversary.judge(output[to_fix]))
         if self.weights["color"] > 0:
             terms["color"] = color_loss(output, clean)
-        if self.weights["tv"] > 0:
-            terms["tv"] = tv_loss(output)
+        if self.weights["tv"] > 0 and to_fix.any():
+            terms["tv"] = tv_loss(output[to_fix])
         if self.weights["pixel"] > 0:
             terms["pixel"] = pixel_loss(output, clean)
         self.last_terms = {name: float(value.detach()) for name, value in terms.items()}
@@ -174,8 +201,10 @@ def _data_recipe(config: EnhanceTrainConfig) -> dict[str, Any]:
     return {
         "degradation": "synthetic weak camera (smokeclear.synthetic.weak_camera): blur, "
         "veil, colour cast, gamma, shot + read noise, JPEG; "
-        f"{config.identity_fraction:.0%} of the patches left as they are",
-        "augmentation": "random crops, flips, 90-degree rotations",
+        f"{config.identity_fraction:.0%} of the patches left as they are, "
+        f"{config.mild_fraction:.0%} at up to {config.mild_strength:.0%} of the faults' strength",
+        "augmentation": f"rescaled by {config.scale_range[0]:g} to {config.scale_range[1]:g}, "
+        "random crops, flips, 90-degree rotations",
     }
 
 
@@ -243,7 +272,6 @@ RECIPE = Recipe(
         "content_weight",
         key="content",
     ),
-    validation_config=lambda config: replace(config, identity_fraction=0.0),
     tiny_network={"width": 4, "blocks": 1},
     tiny_train={**TINY_TRAIN, "discriminator_width": 2},
 )

@@ -1,3 +1,4 @@
+import functools
 import json
 
 import numpy as np
@@ -28,7 +29,9 @@ def tiny_net() -> EnhanceNet:
     return EnhanceNet(EnhanceConfig(width=4, blocks=1))
 
 
+@functools.cache
 def tiny_scenes():
+    """Built once (1.7 s); renders are pure in the frame index."""
     return data.scenes_for("train", 96, 64)[:1]
 
 
@@ -127,6 +130,54 @@ def test_identity_patches_pass_unchanged():
     assert torch.equal(weak, clean)
 
 
+def test_mild_patches_sit_between_identity_and_the_full_camera():
+    def mean_change(**shares) -> float:
+        config = tiny_config(scale_range=(1.0, 1.0), **shares)
+        sampler = WeakCameraSampler(
+            TrainingFrames([], tiny_scenes()), config, np.random.default_rng(1)
+        )
+        weak, clean = sampler.batch(6)
+        return float((weak - clean).abs().mean())
+
+    full = mean_change(identity_fraction=0.0)
+    mild = mean_change(identity_fraction=0.0, mild_fraction=1.0, mild_strength=0.3)
+    assert 0 < mild < 0.6 * full, f"mild patches change less ({mild:.4f}) than full ({full:.4f})"
+
+
+def test_scale_range_shows_the_scenes_smaller():
+    def edges(scale_range) -> float:
+        config = tiny_config(identity_fraction=1.0, scale_range=scale_range)
+        sampler = WeakCameraSampler(
+            TrainingFrames([], tiny_scenes()), config, np.random.default_rng(2)
+        )
+        _, clean = sampler.batch(4)
+        return float((clean[..., 1:] - clean[..., :-1]).abs().mean())
+
+    assert edges((0.5, 0.5)) > edges((1.0, 1.0)), "a half-size scene packs more edges"
+    assert EnhanceTrainConfig().scale_range == (0.5, 1.0), "work scales 1 and 0.5"
+
+
+def test_texture_and_tv_leave_identity_patches_alone():
+    objective = EnhanceObjective(tiny_config(pixel_weight=0.5), vgg=None)
+    net = tiny_net()
+    clean = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    loss = objective(net, (clean, clean))
+    assert set(objective.last_terms) == {"color", "pixel"}, "no texture or TV on identity"
+    with torch.no_grad():
+        output = net(clean)
+    expected = 0.1 * color_loss(output, clean) + 0.5 * pixel_loss(output, clean)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    weak = clean.clone()
+    weak[1] = 0.5 * clean[1]
+    objective(net, (weak, clean))
+    with torch.no_grad():
+        output = net(weak)
+    assert objective.last_terms["tv"] == pytest.approx(tv_loss(output[1:]).item(), rel=1e-5), (
+        "TV over the patch to fix only"
+    )
+
+
 def test_sampler_uses_the_configured_faults():
     config = tiny_config(identity_fraction=0.0, faults=NO_FAULTS)
     weak, clean = WeakCameraSampler(TrainingFrames([], tiny_scenes()), config).batch(2)
@@ -147,7 +198,13 @@ def test_sampler_takes_real_pairs_when_real_fraction_is_one():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"patch_size": 8}, {"identity_fraction": 1.5}, {"real_fraction": -0.1}],
+    [
+        {"patch_size": 8},
+        {"identity_fraction": 1.5},
+        {"real_fraction": -0.1},
+        {"identity_fraction": 0.6, "mild_fraction": 0.6},
+        {"scale_range": (1.0, 0.5)},
+    ],
 )
 def test_bad_train_config_is_refused(overrides):
     with pytest.raises(ValueError):
