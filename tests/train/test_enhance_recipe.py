@@ -7,7 +7,7 @@ import torch
 
 from smokeclear.config import to_mapping
 from smokeclear.nets.enhance import EnhanceConfig, EnhanceNet
-from smokeclear.nets.loading import save_weights
+from smokeclear.nets.loading import load_restorer, save_weights
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.weak_camera import NO_FAULTS
 from smokeclear.train import data
@@ -18,6 +18,8 @@ from smokeclear.train.enhance import (
     EnhanceTrainConfig,
     WeakCameraSampler,
     auto_levels,
+    identity_network,
+    main,
 )
 from smokeclear.train.enhance_losses import color_loss, pixel_loss, tv_loss
 from smokeclear.train.losses import generator_loss
@@ -101,6 +103,39 @@ def test_objective_state_round_trips():
     ):
         assert torch.equal(a, b), "weights and batch-norm statistics come back"
     assert other.adversary.optimizer.state_dict()["state"], "so do Adam's moments"
+
+
+# --------------------------------------------------------------------------- start
+
+
+def test_identity_start_returns_its_input_and_every_weight_still_learns():
+    net = identity_network(EnhanceConfig(width=24, blocks=2))
+    ramp = torch.linspace(0, 1, 40).view(1, 1, 1, 40).expand(1, 3, 24, 40)
+    image = ramp * torch.tensor([0.9, 0.6, 0.3]).view(1, 3, 1, 1)
+    output = net(image)
+    error = (output - image).abs()
+    assert float(error.mean()) < 0.015 and float(error.max()) < 0.05, (
+        f"the identity start returns its input (error mean {float(error.mean()):.4f}, "
+        f"max {float(error.max()):.4f})"
+    )
+    ((output - 0.8 * image) ** 2).sum().backward()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"{name} is stuck"
+    with pytest.raises(ValueError, match="width"):
+        identity_network(EnhanceConfig(width=2, blocks=1))
+
+
+def test_identity_start_is_written_as_weights_the_trainer_can_start_from(tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text("network:\n  width: 6\n  blocks: 1\n")
+    out = tmp_path / "identity.safetensors"
+    main(["identity", str(out), "--config", str(config)])
+    net = load_restorer(get_restorer("enhance"), out)
+    assert net.config == EnhanceConfig(width=6, blocks=1)
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        error = float((net(image) - image).abs().mean())
+    assert error < 0.03, f"two knots per colour: coarser, yet near the input ({error:.4f})"
 
 
 # --------------------------------------------------------------------------- data
