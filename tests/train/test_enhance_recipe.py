@@ -1,11 +1,12 @@
 import functools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from smokeclear.config import to_mapping
+from smokeclear.config import load_config, to_mapping
 from smokeclear.nets.enhance import EnhanceConfig, EnhanceNet
 from smokeclear.nets.loading import load_restorer, save_weights
 from smokeclear.registry import get_restorer
@@ -295,3 +296,14 @@ def test_the_metadata_records_the_loss_terms_and_the_weak_camera():
     loss = RECIPE.loss(config, EnhanceObjective(config, vgg=None))
     assert loss["terms"] == "1 content + 0.4 texture + 0.1 color + 400 tv"
     assert to_mapping(config)["faults"]["jpeg_fraction"] == 0.7
+
+
+def test_the_finetune_config_is_the_preset_with_a_lower_learning_rate():
+    spec = get_restorer("enhance")
+    preset = load_config(EnhanceTrainConfig, spec.default_config, "train")
+    finetune = load_config(
+        EnhanceTrainConfig, spec.default_config.with_name("enhance-finetune.yaml"), "train"
+    )
+    assert finetune == replace(preset, learning_rate=1e-4)
+    assert (preset.identity_fraction, preset.mild_fraction) == (0.3, 0.3)
+    assert preset.scale_range == (0.5, 1.0)
