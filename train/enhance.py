@@ -64,6 +64,7 @@ from smokeclear.train.enhance_losses import (
     TextureDiscriminator,
     color_loss,
     content_loss,
+    log_mse_loss,
     pixel_loss,
     tv_loss,
 )
@@ -101,6 +102,8 @@ class EnhanceTrainConfig:
     color_weight: float = bounded(0.1, 0, 1e6)
     tv_weight: float = bounded(400.0, 0, 1e6)
     pixel_weight: float = bounded(0.0, 0, 1e6)  # ours: the unblurred colour loss
+    log_mse_weight: float = bounded(0.0, 0, 1e6)  # ours: minus PSNR per patch, floored
+    log_mse_floor_db: float = bounded(40.0, 0, 100)  # the floor
     discriminator_width: int = bounded(48, 1, 1024)  # paper: 48 channels in the first conv
     identity_fraction: float = bounded(0.1, 0, 1)  # ours: patches left as they are
     mild_fraction: float = bounded(0.0, 0, 1)  # ours: patches with milder faults
@@ -236,7 +239,9 @@ class EnhanceObjective(AdversarialObjective):
             "color": config.color_weight,
             "tv": config.tv_weight,
             "pixel": config.pixel_weight,
+            "log_mse": config.log_mse_weight,
         }
+        self.log_mse_floor_db = config.log_mse_floor_db
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         weak, clean = batch
@@ -260,6 +265,8 @@ class EnhanceObjective(AdversarialObjective):
             terms["tv"] = tv_loss(output[to_fix])
         if self.weights["pixel"] > 0:
             terms["pixel"] = pixel_loss(output, clean)
+        if self.weights["log_mse"] > 0:
+            terms["log_mse"] = log_mse_loss(output, clean, self.log_mse_floor_db)
         self.last_terms = {name: float(value.detach()) for name, value in terms.items()}
         return sum(self.weights[name] * value for name, value in terms.items())
 

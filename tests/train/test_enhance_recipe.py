@@ -22,7 +22,7 @@ from smokeclear.train.enhance import (
     identity_network,
     main,
 )
-from smokeclear.train.enhance_losses import color_loss, pixel_loss, tv_loss
+from smokeclear.train.enhance_losses import color_loss, log_mse_loss, pixel_loss, tv_loss
 from smokeclear.train.losses import generator_loss
 from smokeclear.train.recipe import TrainingFrames
 
@@ -85,6 +85,18 @@ def test_objective_without_vgg_and_texture_uses_the_configured_terms_only():
     with torch.no_grad():
         output = net(clean * 0.5)
         expected = 0.1 * color_loss(output, clean) + 0.5 * pixel_loss(output, clean)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_objective_adds_the_log_mse_term_when_weighted():
+    config = tiny_config(texture_weight=0, tv_weight=0, color_weight=0, log_mse_weight=2.0)
+    objective = EnhanceObjective(config, vgg=None)
+    clean = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    net = tiny_net()
+    loss = objective(net, (clean * 0.5, clean))
+    assert set(objective.last_terms) == {"log_mse"}
+    with torch.no_grad():
+        expected = 2.0 * log_mse_loss(net(clean * 0.5), clean, 40.0)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -304,6 +316,6 @@ def test_the_finetune_config_is_the_preset_with_a_lower_learning_rate():
     finetune = load_config(
         EnhanceTrainConfig, spec.default_config.with_name("enhance-finetune.yaml"), "train"
     )
-    assert finetune == replace(preset, learning_rate=1e-4)
+    assert finetune == replace(preset, learning_rate=1e-4, pixel_weight=0.0, log_mse_weight=30.0)
     assert (preset.identity_fraction, preset.mild_fraction) == (0.3, 0.3)
     assert preset.scale_range == (0.5, 1.0)
