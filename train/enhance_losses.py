@@ -23,7 +23,8 @@ decides:
   (the public code further divides by its batch size).
 
 Ours, for training without VGG weights: a pixel loss, the colour loss without the
-blur (``||X - Y||^2`` per image), so the two weigh on the same scale.
+blur (``||X - Y||^2`` per image), so the two weigh on the same scale; and its log
+(minus PSNR per image, floored), so that good frames weigh as much as bad ones.
 """
 
 from __future__ import annotations
@@ -78,6 +79,20 @@ def color_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def pixel_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Ours: ``||X - Y||^2`` per image, the colour loss without the blur."""
     return squared_norm(output - target)
+
+
+def log_mse_loss(output: torch.Tensor, target: torch.Tensor, floor_db: float) -> torch.Tensor:
+    """Ours: ``10 log10(MSE + 10^(-floor_db / 10))`` per image, averaged: minus each image's
+    PSNR, floored at ``floor_db``.
+
+    A squared norm lets the worst frames of a batch set the direction: a good frame
+    whose target is itself weighs nothing next to a heavily faulted one, so the
+    network learns the average correction and applies it everywhere. In the log,
+    every image's relative error counts alike, which is also what mean validation
+    PSNR scores; the floor keeps a near-perfect image from dominating.
+    """
+    mse = (output - target).pow(2).flatten(1).mean(dim=1)
+    return (10 * torch.log10(mse + 10 ** (-floor_db / 10))).mean()
 
 
 def tv_loss(output: torch.Tensor) -> torch.Tensor:

@@ -15,13 +15,14 @@ faults of a cheap camera chain, in the order light meets them:
 
 Each fault's strength is drawn independently, and each fault strikes a frame with
 ``fault_probability`` (1 by default); :class:`WeakCameraFaults` holds the ranges,
-:func:`degrade` applies one draw. Images are ``(H, W, 3)`` float32 RGB in
-[0, 1].
+:func:`degrade` applies one draw, and :func:`milder` shrinks every range towards no
+fault (a good camera's small slips, whose clean frame is close to what it shows).
+Images are ``(H, W, 3)`` float32 RGB in [0, 1].
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -68,6 +69,36 @@ NO_FAULTS = WeakCameraFaults(
     read_noise=(0.0, 0.0),
     jpeg_fraction=0.0,
 )
+
+
+def milder(faults: WeakCameraFaults, strength: float) -> WeakCameraFaults:
+    """``faults`` with every strength scaled by ``strength`` in [0, 1] towards no fault.
+
+    0 gives :data:`NO_FAULTS`' effect, 1 gives ``faults``. Blur, veil, cast and noise
+    scale linearly; gamma scales in the exponent (``g ** strength``, so 0.8 and 1.4
+    move towards 1 alike); JPEG strikes ``strength`` of the frames it did, at a quality
+    moved towards 100. Which faults strike (``fault_probability``) is unchanged.
+    """
+    if not 0 <= strength <= 1:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+
+    def towards(value: float, none: float) -> float:
+        return none + strength * (value - none)
+
+    return replace(
+        faults,
+        blur_sigma=(towards(faults.blur_sigma[0], 0), towards(faults.blur_sigma[1], 0)),
+        contrast=(towards(faults.contrast[0], 1), towards(faults.contrast[1], 1)),
+        cast=strength * faults.cast,
+        gamma=(faults.gamma[0] ** strength, faults.gamma[1] ** strength),
+        shot_noise=(towards(faults.shot_noise[0], 0), towards(faults.shot_noise[1], 0)),
+        read_noise=(towards(faults.read_noise[0], 0), towards(faults.read_noise[1], 0)),
+        jpeg_fraction=strength * faults.jpeg_fraction,
+        jpeg_quality=(
+            round(towards(faults.jpeg_quality[0], 100)),
+            round(towards(faults.jpeg_quality[1], 100)),
+        ),
+    )
 
 
 def degrade(

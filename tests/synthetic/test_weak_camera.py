@@ -5,7 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from smokeclear.synthetic.weak_camera import NO_FAULTS, WeakCameraFaults, degrade, jpeg
+from smokeclear.synthetic.weak_camera import (
+    NO_FAULTS,
+    WeakCameraFaults,
+    degrade,
+    jpeg,
+    milder,
+)
 
 
 def frame(seed: int = 0, size: int = 48) -> np.ndarray:
@@ -99,6 +105,34 @@ def test_fault_probability_leaves_some_frames_with_few_or_no_faults():
     ]
     assert min(errors) == 0.0, "no fault at all on some frames (1 in 32)"
     assert max(errors) > 0.02, "several faults on others"
+
+
+def test_milder_runs_from_no_fault_to_the_full_camera():
+    faults = WeakCameraFaults()
+    assert milder(faults, 1.0) == faults
+    clean = frame(3)
+    np.testing.assert_array_equal(
+        degrade(clean, np.random.default_rng(4), milder(faults, 0.0)), clean
+    )
+    half = milder(faults, 0.5)
+    assert half.blur_sigma == (0.0, 0.6) and half.contrast == (0.8, 1.0)
+    assert half.cast == pytest.approx(0.1) and half.jpeg_fraction == pytest.approx(0.35)
+    assert half.gamma == pytest.approx((0.8**0.5, 1.4**0.5)), "halfway in the exponent"
+    assert half.jpeg_quality == (65, 95) and half.read_noise == (0.0, 0.01)
+    errors = {
+        strength: np.mean(
+            [
+                np.abs(
+                    degrade(clean, np.random.default_rng(seed), milder(faults, strength)) - clean
+                ).mean()
+                for seed in range(20)
+            ]
+        )
+        for strength in (0.1, 0.3, 1.0)
+    }
+    assert errors[0.1] < errors[0.3] < errors[1.0], f"milder faults change the frame less: {errors}"
+    with pytest.raises(ValueError, match="strength"):
+        milder(faults, 1.5)
 
 
 def test_wrong_shapes_and_bad_ranges_are_refused():

@@ -11,6 +11,7 @@ from smokeclear.train.enhance_losses import (
     color_loss,
     content_loss,
     grayscale,
+    log_mse_loss,
     pixel_loss,
     tv_loss,
 )
@@ -115,3 +116,19 @@ def test_one_generator_step_on_the_texture_loss_fools_a_fixed_critic_more():
     (grad,) = torch.autograd.grad(before, fake)
     after = generator_loss(critic(fake - 0.05 * grad.sign()))
     assert after.item() < before.item()
+
+
+def test_log_mse_is_minus_psnr_per_image_floored_and_weighs_good_images_alike():
+    target = torch.full((2, 3, 8, 8), 0.5)
+    output = target.clone()
+    output[0] += 0.1  # MSE 1e-2: 20 dB
+    output[1] += 0.01  # MSE 1e-4: 40 dB
+    floor = 60.0
+    value = log_mse_loss(output, target, floor)
+    assert value.item() == pytest.approx(-(20 + 40) / 2, abs=0.05), "minus the mean PSNR"
+    assert log_mse_loss(target, target, 40.0).item() == pytest.approx(-40.0), "the floor"
+
+    output.requires_grad_(True)
+    log_mse_loss(output, target, floor).backward()
+    bad, good = (float(output.grad[i].abs().mean()) for i in range(2))
+    assert good > 5 * bad, "a small error on a good image pulls harder than on a bad one"

@@ -1,12 +1,14 @@
+import functools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from smokeclear.config import to_mapping
+from smokeclear.config import load_config, to_mapping
 from smokeclear.nets.enhance import EnhanceConfig, EnhanceNet
-from smokeclear.nets.loading import save_weights
+from smokeclear.nets.loading import load_restorer, save_weights
 from smokeclear.registry import get_restorer
 from smokeclear.synthetic.weak_camera import NO_FAULTS
 from smokeclear.train import data
@@ -17,8 +19,10 @@ from smokeclear.train.enhance import (
     EnhanceTrainConfig,
     WeakCameraSampler,
     auto_levels,
+    identity_network,
+    main,
 )
-from smokeclear.train.enhance_losses import color_loss, pixel_loss, tv_loss
+from smokeclear.train.enhance_losses import color_loss, log_mse_loss, pixel_loss, tv_loss
 from smokeclear.train.losses import generator_loss
 from smokeclear.train.recipe import TrainingFrames
 
@@ -28,7 +32,9 @@ def tiny_net() -> EnhanceNet:
     return EnhanceNet(EnhanceConfig(width=4, blocks=1))
 
 
+@functools.cache
 def tiny_scenes():
+    """Built once (1.7 s); renders are pure in the frame index."""
     return data.scenes_for("train", 96, 64)[:1]
 
 
@@ -82,6 +88,18 @@ def test_objective_without_vgg_and_texture_uses_the_configured_terms_only():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_objective_adds_the_log_mse_term_when_weighted():
+    config = tiny_config(texture_weight=0, tv_weight=0, color_weight=0, log_mse_weight=2.0)
+    objective = EnhanceObjective(config, vgg=None)
+    clean = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    net = tiny_net()
+    loss = objective(net, (clean * 0.5, clean))
+    assert set(objective.last_terms) == {"log_mse"}
+    with torch.no_grad():
+        expected = 2.0 * log_mse_loss(net(clean * 0.5), clean, 40.0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_objective_state_round_trips():
     config = tiny_config()
     objective = EnhanceObjective(config, vgg=None)
@@ -98,6 +116,39 @@ def test_objective_state_round_trips():
     ):
         assert torch.equal(a, b), "weights and batch-norm statistics come back"
     assert other.adversary.optimizer.state_dict()["state"], "so do Adam's moments"
+
+
+# --------------------------------------------------------------------------- start
+
+
+def test_identity_start_returns_its_input_and_every_weight_still_learns():
+    net = identity_network(EnhanceConfig(width=24, blocks=2))
+    ramp = torch.linspace(0, 1, 40).view(1, 1, 1, 40).expand(1, 3, 24, 40)
+    image = ramp * torch.tensor([0.9, 0.6, 0.3]).view(1, 3, 1, 1)
+    output = net(image)
+    error = (output.detach() - image).abs()
+    assert float(error.mean()) < 0.015 and float(error.max()) < 0.05, (
+        f"the identity start returns its input (error mean {float(error.mean()):.4f}, "
+        f"max {float(error.max()):.4f})"
+    )
+    ((output - 0.8 * image) ** 2).sum().backward()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"{name} is stuck"
+    with pytest.raises(ValueError, match="width"):
+        identity_network(EnhanceConfig(width=2, blocks=1))
+
+
+def test_identity_start_is_written_as_weights_the_trainer_can_start_from(tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text("network:\n  width: 6\n  blocks: 1\n")
+    out = tmp_path / "identity.safetensors"
+    main(["identity", str(out), "--config", str(config)])
+    net = load_restorer(get_restorer("enhance"), out)
+    assert net.config == EnhanceConfig(width=6, blocks=1)
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        error = float((net(image) - image).abs().mean())
+    assert error < 0.03, f"two knots per colour: coarser, yet near the input ({error:.4f})"
 
 
 # --------------------------------------------------------------------------- data
@@ -127,6 +178,54 @@ def test_identity_patches_pass_unchanged():
     assert torch.equal(weak, clean)
 
 
+def test_mild_patches_sit_between_identity_and_the_full_camera():
+    def mean_change(**shares) -> float:
+        config = tiny_config(scale_range=(1.0, 1.0), **shares)
+        sampler = WeakCameraSampler(
+            TrainingFrames([], tiny_scenes()), config, np.random.default_rng(1)
+        )
+        weak, clean = sampler.batch(6)
+        return float((weak - clean).abs().mean())
+
+    full = mean_change(identity_fraction=0.0)
+    mild = mean_change(identity_fraction=0.0, mild_fraction=1.0, mild_strength=0.3)
+    assert 0 < mild < 0.6 * full, f"mild patches change less ({mild:.4f}) than full ({full:.4f})"
+
+
+def test_scale_range_shows_the_scenes_smaller():
+    def edges(scale_range) -> float:
+        config = tiny_config(identity_fraction=1.0, scale_range=scale_range)
+        sampler = WeakCameraSampler(
+            TrainingFrames([], tiny_scenes()), config, np.random.default_rng(2)
+        )
+        _, clean = sampler.batch(4)
+        return float((clean[..., 1:] - clean[..., :-1]).abs().mean())
+
+    assert edges((0.5, 0.5)) > edges((1.0, 1.0)), "a half-size scene packs more edges"
+    assert EnhanceTrainConfig().scale_range == (0.5, 1.0), "work scales 1 and 0.5"
+
+
+def test_texture_and_tv_leave_identity_patches_alone():
+    objective = EnhanceObjective(tiny_config(pixel_weight=0.5), vgg=None)
+    net = tiny_net()
+    clean = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    loss = objective(net, (clean, clean))
+    assert set(objective.last_terms) == {"color", "pixel"}, "no texture or TV on identity"
+    with torch.no_grad():
+        output = net(clean)
+    expected = 0.1 * color_loss(output, clean) + 0.5 * pixel_loss(output, clean)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    weak = clean.clone()
+    weak[1] = 0.5 * clean[1]
+    objective(net, (weak, clean))
+    with torch.no_grad():
+        output = net(weak)
+    assert objective.last_terms["tv"] == pytest.approx(tv_loss(output[1:]).item(), rel=1e-5), (
+        "TV over the patch to fix only"
+    )
+
+
 def test_sampler_uses_the_configured_faults():
     config = tiny_config(identity_fraction=0.0, faults=NO_FAULTS)
     weak, clean = WeakCameraSampler(TrainingFrames([], tiny_scenes()), config).batch(2)
@@ -147,7 +246,13 @@ def test_sampler_takes_real_pairs_when_real_fraction_is_one():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"patch_size": 8}, {"identity_fraction": 1.5}, {"real_fraction": -0.1}],
+    [
+        {"patch_size": 8},
+        {"identity_fraction": 1.5},
+        {"real_fraction": -0.1},
+        {"identity_fraction": 0.6, "mild_fraction": 0.6},
+        {"scale_range": (1.0, 0.5)},
+    ],
 )
 def test_bad_train_config_is_refused(overrides):
     with pytest.raises(ValueError):
@@ -203,3 +308,14 @@ def test_the_metadata_records_the_loss_terms_and_the_weak_camera():
     loss = RECIPE.loss(config, EnhanceObjective(config, vgg=None))
     assert loss["terms"] == "1 content + 0.4 texture + 0.1 color + 400 tv"
     assert to_mapping(config)["faults"]["jpeg_fraction"] == 0.7
+
+
+def test_the_finetune_config_is_the_preset_with_a_lower_learning_rate():
+    spec = get_restorer("enhance")
+    preset = load_config(EnhanceTrainConfig, spec.default_config, "train")
+    finetune = load_config(
+        EnhanceTrainConfig, spec.default_config.with_name("enhance-finetune.yaml"), "train"
+    )
+    assert finetune == replace(preset, learning_rate=1e-4, pixel_weight=0.0, log_mse_weight=30.0)
+    assert (preset.identity_fraction, preset.mild_fraction) == (0.3, 0.3)
+    assert preset.scale_range == (0.5, 1.0)
