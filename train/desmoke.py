@@ -1,13 +1,18 @@
 """desmoke recipe: synthetic smoke data, MSE training and the paper's evaluation.
 
-Data: smoke rendered over clean frames with the scattering model, in two styles
-that the paper's own data mixes (Blender plumes and Photoshop clouds): plumes of
-the synthetic laparoscopic scene, and cloud layers at random opacity over clean
-frames (scene frames and any folders of clean images given by path).
+Data: smoke rendered over clean frames (scene frames and any folders of clean
+images given by path): the synthetic scene's own plumes, and varied smoke
+(:func:`smokeclear.synthetic.smoke.render_smoke`: haze, clouds, plumes and wisps,
+white-grey to yellow-brown, lit by the scope light, scattering what lies behind
+it). A share of patches has no smoke (target = input) and a share only a trace,
+so the network learns to leave clean frames alone. Crops are rescaled first, so
+the network sees scenes at the sizes both work scales give it.
 
 Evaluation (paper Sec. 4.3.1): held-out clean frames with cloud smoke at 50 / 75 /
 100 % opacity (low / medium / high), PSNR and SSIM of the smoky input, of the dark
-channel prior and of the model. A fourth row uses the scene's own plumes.
+channel prior and of the model. A row uses the scene's own plumes, and four rows
+the unseen generator (:mod:`smokeclear.synthetic.smoke_heldout`, imported by the
+evaluation only) at its density levels.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import torch
 from smokeclear.config import bounded
 from smokeclear.synthetic.smoke import (
     DENSITY_OPACITY,
+    TRACE_DENSITY,
     cloud_density,
     composite_smoke,
     random_smoke_colour,
+    render_smoke,
 )
 from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_EVAL_SIZE
@@ -46,8 +53,25 @@ class DesmokeTrainConfig:
     min_delta: float = bounded(1e-4, 0, 1e6)
     plateau_patience: int = bounded(0, 0, 1_000_000)
     scene_fraction: float = bounded(0.5, 0, 1)
+    #: share of patches without smoke (target = input): do no harm on clean frames
+    identity_fraction: float = bounded(0.2, 0, 1)
+    #: share of patches with only a trace of smoke (peak density <= TRACE_DENSITY)
+    trace_fraction: float = bounded(0.1, 0, 1)
+    #: share of the smoky patches that are scene frames with the scene's own plumes
+    plume_fraction: float = bounded(0.3, 0, 1)
+    scale_range: tuple[float, float] = bounded((0.5, 1.0), 0.1, 4)
     validation_size: int = bounded(48, 1, 100_000)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.identity_fraction + self.trace_fraction > 1.0:
+            raise ValueError(
+                f"identity_fraction {self.identity_fraction} + trace_fraction "
+                f"{self.trace_fraction} exceed 1"
+            )
+        low, high = self.scale_range
+        if low > high:
+            raise ValueError(f"scale_range ({low}, {high}) must go from low to high")
 
 
 @dataclass
@@ -55,22 +79,29 @@ class PairSampler(TrainingSampler[DesmokeTrainConfig]):
     """Draws (smoky, clean) training patches; deterministic for a given generator."""
 
     def pair(self) -> tuple[np.ndarray, np.ndarray]:
-        """One ``(patch, patch, 3)`` float32 RGB pair in [0, 1]."""
-        rng = self.rng
-        if not self.frames.photos or rng.random() < self.config.scene_fraction:
+        """One ``(smoky, clean)`` pair of ``(patch, patch, 3)`` float32 RGB in [0, 1]."""
+        rng, config = self.rng, self.config
+        share = rng.random()
+        if share < config.identity_fraction:
+            clean = self.clean_patch()
+            smoky = clean
+        elif share < config.identity_fraction + config.trace_fraction:
+            clean = self.clean_patch()
+            smoky = render_smoke(clean, rng, max_density=TRACE_DENSITY)
+        elif self.frames.scenes and rng.random() < config.plume_fraction:
             scene = self.frames.scenes[int(rng.integers(len(self.frames.scenes)))]
             frame = scene.render(int(rng.integers(0, 20 * 60 * 30)))
             smoky, clean = data.random_crop(
                 (data.bgr8_to_rgb(frame.smoky), data.bgr8_to_rgb(frame.clean)),
-                self.config.patch_size,
+                config.patch_size,
                 rng,
+                config.scale_range,
             )
-            if rng.random() < 0.5:  # clouds over the plumes: denser, more varied smoke
-                smoky = self._clouds(smoky)
+            if rng.random() < 0.5:  # more smoke over the plumes: denser, more varied
+                smoky = render_smoke(np.ascontiguousarray(smoky), rng)
         else:
-            photo = self.frames.photos[int(rng.integers(len(self.frames.photos)))]
-            (clean,) = data.random_crop((photo,), self.config.patch_size, rng)
-            smoky = self._clouds(clean)
+            clean = self.clean_patch()
+            smoky = render_smoke(clean, rng)
         if rng.random() < 0.5:
             smoky, clean = smoky[:, ::-1], clean[:, ::-1]
         return np.clip(smoky, 0.0, 1.0), clean
@@ -82,11 +113,6 @@ class PairSampler(TrainingSampler[DesmokeTrainConfig]):
         return torch.from_numpy(np.ascontiguousarray(smoky)), torch.from_numpy(
             np.ascontiguousarray(clean)
         )
-
-    def _clouds(self, image: np.ndarray) -> np.ndarray:
-        rng = self.rng
-        density = cloud_density(*image.shape[:2], rng, opacity=float(rng.uniform(0.2, 1.0)))
-        return composite_smoke(image, density, random_smoke_colour(rng))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -114,7 +140,24 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
             if len(plume_cases) >= options.frames_per_scene * (1 + scene.seed - 2000):
                 break
     sets.append(("scene plumes", plume_cases))
+    sets += unseen_smoke_sets(images)
     return run.score(sets, {"smoky input": lambda smoky: smoky, "DCP": dehaze_dcp})
+
+
+def unseen_smoke_sets(images: list[np.ndarray]) -> list[tuple[str, list]]:
+    """``("unseen: LEVEL", cases)`` per density level of the held-out generator."""
+    # Imported here, not at the top: the training sampler above must never reach it
+    # (tests/train/test_desmoke_recipe.py checks).
+    from smokeclear.synthetic.smoke_heldout import HELDOUT_LEVELS, heldout_smoke
+
+    sets = []
+    for level_index, (level, transmission) in enumerate(HELDOUT_LEVELS.items()):
+        cases = [
+            (clean, heldout_smoke(clean, np.random.default_rng([11, level_index, k]), transmission))
+            for k, clean in enumerate(images)
+        ]
+        sets.append((f"unseen: {level}", cases))
+    return sets
 
 
 RECIPE = Recipe(
@@ -122,8 +165,14 @@ RECIPE = Recipe(
     sampler=PairSampler,
     describe=lambda network: f"width {network.width}",
     data_recipe=lambda config: {
-        "smoke": "scattering composite I = J(1-d) + A d; scene plumes and fractal "
-        "cloud layers at opacity U(0.2, 1.0) (max density 0.85)"
+        "smoke": "scene plumes (plume_fraction of smoky patches, half with more smoke "
+        "on top) and render_smoke: haze / clouds / plume / wisps, peak density U(0.01, 0.97), "
+        "white-grey to yellow-brown, scope light, scattering blur; a quarter paper clouds",
+        "identity_fraction": config.identity_fraction,
+        "trace_fraction": config.trace_fraction,
+        "trace_density": TRACE_DENSITY,
+        "plume_fraction": config.plume_fraction,
+        "scale_range": list(config.scale_range),
     },
     loss=lambda config, objective: "mse",
     evaluate=evaluate,

@@ -1,8 +1,17 @@
+import ast
+import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from smokeclear.config import load_config
+from smokeclear.errors import UserError
 from smokeclear.registry import get_restorer
-from smokeclear.train import driver
+from smokeclear.train import desmoke, driver
 from smokeclear.train.options import EvalOptions, TrainOptions
+from smokeclear.train.recipe import TrainingFrames
 
 DESMOKE = get_restorer("desmoke")
 
@@ -12,7 +21,17 @@ def test_evaluation_table_has_the_papers_rows(tiny_weights: Path, tmp_path: Path
     rows = driver.evaluate(
         DESMOKE, EvalOptions(weights=tiny_weights, frames_per_scene=1, json_path=json_path)
     )
-    assert [row.label for row in rows][:3] == ["low", "medium", "high"]
+    labels = [row.label for row in rows]
+    assert labels[:3] == ["low", "medium", "high"]
+    unseen = [row for row in rows if row.label.startswith("unseen: ")]
+    assert [row.label for row in unseen] == [
+        "unseen: light",
+        "unseen: medium",
+        "unseen: heavy",
+        "unseen: very heavy",
+    ]
+    unseen_inputs = [row.scores["smoky input"]["psnr"][0] for row in unseen]
+    assert unseen_inputs[0] > unseen_inputs[-1], "very heavy unseen smoke hides more than light"
     table_rows = [row for row in rows if row.reference == "clean"]
     for row in table_rows:
         assert set(row.scores) == {"smoky input", "DCP", "desmoke"}
@@ -42,3 +61,41 @@ def test_fine_tuning_starts_from_given_weights(tmp_path: Path, tiny_weights: Pat
     metadata = weights_metadata(tmp_path / "run" / "desmoke.safetensors")
     assert metadata["network_config"]["width"] == 4, "the network comes from the init file"
     assert metadata["data_recipe"]["init_weights"] == str(tiny_weights)
+
+
+def _sampler(rng, **fields) -> desmoke.PairSampler:
+    photos = [rng.random((40, 48, 3), dtype=np.float32) for _ in range(2)]
+    config = replace(desmoke.DesmokeTrainConfig(), patch_size=16, scene_fraction=0.0, **fields)
+    return desmoke.PairSampler(TrainingFrames(photos, []), config, rng)
+
+
+def test_training_never_reaches_the_unseen_generator(monkeypatch, rng):
+    heldout = "smokeclear.synthetic.smoke_heldout"
+    tree = ast.parse(Path(desmoke.__file__).read_text())
+    for function in ast.walk(tree):
+        if isinstance(function, ast.FunctionDef) and function.name != "unseen_smoke_sets":
+            for node in ast.walk(function):
+                assert not (isinstance(node, ast.ImportFrom) and node.module == heldout), (
+                    f"only the evaluation may import {heldout}, not {function.name}"
+                )
+    top_level = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert all(heldout not in ast.dump(node) for node in top_level), "no top-level import"
+    monkeypatch.setitem(sys.modules, heldout, None)  # importing it now fails
+    smoky, clean = _sampler(rng).batch(16)
+    assert smoky.shape == clean.shape == (16, 3, 16, 16)
+
+
+def test_identity_and_trace_shares(rng):
+    smoky, clean = _sampler(rng, identity_fraction=1.0, trace_fraction=0.0).batch(4)
+    assert np.array_equal(smoky, clean), "identity patches: target = input"
+    smoky, clean = _sampler(rng, identity_fraction=0.0, trace_fraction=1.0).batch(8)
+    assert 0 < (smoky - clean).abs().max() <= 0.1, "trace patches: a little smoke only"
+    smoky, clean = _sampler(rng, identity_fraction=0.0, trace_fraction=0.0).batch(8)
+    assert (smoky - clean).abs().amax(dim=(1, 2, 3)).max() > 0.1, "smoky patches"
+
+
+def test_config_rejects_shares_over_one(tmp_path: Path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train: {identity_fraction: 0.7, trace_fraction: 0.5}\n")
+    with pytest.raises(UserError, match="exceed 1"):
+        load_config(desmoke.DesmokeTrainConfig, config, section="train")
