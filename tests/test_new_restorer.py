@@ -128,6 +128,7 @@ def test_a_new_restorer_trains_evaluates_exports_and_runs_live(toy, tmp_path, ca
     assert main(["eval", "toy", "--weights", str(weights), "--frames-per-scene", "1"]) == 0
     table = capsys.readouterr().out
     assert "| darkened | 4 |" in table and "toy PSNR (dB)" in table, table
+    assert "Do no harm" in table and "| scene frames | 4 |" in table, "every eval has the row"
 
     exports = tmp_path / "onnx"
     assert main(["export", "toy", "--out", str(exports), "--weights", str(weights)]) == 0

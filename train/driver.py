@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from smokeclear.config import load_config, to_mapping
 from smokeclear.errors import UserError
-from smokeclear.nets.loading import load_restorer
+from smokeclear.nets.loading import load_restorer, weights_metadata
+from smokeclear.nets.wrappers import WorkScale
 from smokeclear.registry import RestorerSpec, resolve
 from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_TRAIN_SIZE, VALIDATION_SEED
@@ -144,26 +145,57 @@ def train(spec: RestorerSpec, options: TrainOptions) -> FitResult:
 
 
 def evaluate(spec: RestorerSpec, options: EvalOptions) -> list[EvalRow]:
-    """Score ``spec``'s weights and its recipe's baselines on the held-out sets."""
+    """Score ``spec``'s weights and its recipe's baselines on the held-out sets, then
+    the do-no-harm rows (the network's output against its input on frames with
+    nothing to fix); the rows' ``reference`` tells them apart."""
     recipe = recipe_of(spec)
     _check_flags(spec, recipe, options.pairs_dirs, None)
     sets = []
     for folder in options.pairs_dirs:
         cases = [(clean, degraded) for _, degraded, clean in real_pairs(spec, folder)]
         sets.append((f"real pairs: {folder.name}", cases))
+    model = load_restorer(spec, options.weights)
+    if options.work_scale != 1:
+        model = WorkScale(model, options.work_scale).eval()
     run = EvalRun(
         spec.name,
-        load_restorer(spec, options.weights),
+        model,
         train_config(spec),
         options,
         sets,
+        _trained_dirs(weights_metadata(options.weights or spec.weights)),
     )
-    return recipe.evaluate(run)
+    rows = recipe.evaluate(run)
+    network = evaluation.network_method(run.model)
+    harmless = evaluation.harm_rows(
+        recipe.harmless(run), spec.name, network, recipe.harm_metrics(run)
+    )
+    if options.json_path:
+        evaluation.write_rows(options.json_path, rows + harmless)
+    return rows + harmless
 
 
-def format_table(spec: RestorerSpec, rows: list[EvalRow]) -> str:
-    """The eval rows as markdown, in the layout the recipe's paper uses."""
+def _trained_dirs(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """Names of the clean-photo folders the weights' data recipe lists."""
+    recipe = metadata.get("data_recipe")
+    folders = recipe.get("clean_dirs", []) if isinstance(recipe, dict) else []
+    return tuple(Path(folder).name for folder in folders if isinstance(folder, str))
+
+
+def format_table(spec: RestorerSpec, rows: list[EvalRow], work_scale: float = 1.0) -> str:
+    """The eval rows as markdown: the held-out table in the layout the recipe's paper
+    uses, then the do-no-harm table."""
     column = recipe_of(spec).table_column
+    table = [row for row in rows if row.reference != evaluation.INPUT_REFERENCE]
+    harm = [row for row in rows if row.reference == evaluation.INPUT_REFERENCE]
     if column is None:
-        return evaluation.format_method_table(rows)
-    return evaluation.format_table(rows, column)
+        text = evaluation.format_method_table(table)
+    else:
+        text = evaluation.format_table(table, column)
+    if harm:
+        title = (
+            f"Do no harm: {spec.name}'s output against its input on frames with nothing to fix "
+            f"(network at work scale {work_scale:g})"
+        )
+        text += "\n\n" + evaluation.format_harm_table(harm, title)
+    return text

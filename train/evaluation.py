@@ -4,6 +4,11 @@ Every recipe's ``eval`` reports the same thing in the same layout: per data set,
 the mean and standard deviation of each metric (PSNR and SSIM, plus any the recipe
 adds) of each method (the degraded input, classical baselines, the network)
 against the clean image.
+
+Then the do-no-harm rows: the network's output against its own input on frames
+that have nothing to fix (clean frames for most restorers, well-exposed ones for
+lowlight), in PSNR, SSIM and CIEDE2000. In surgery most frames a restorer sees are
+like these, so a restorer that changes them changes the surgeon's view all the time.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import torch
 from smokeclear.errors import UserError
 from smokeclear.nets.wrappers import run_padded
 from smokeclear.train import data
-from smokeclear.train.metrics import psnr, ssim
+from smokeclear.train.metrics import ciede2000, psnr, ssim
 from smokeclear.train.options import EvalOptions
 
 #: A method maps the degraded ``(H, W, 3)`` float32 RGB image in [0, 1] to its output.
@@ -30,8 +35,12 @@ Metric = Callable[[np.ndarray, np.ndarray], float]
 
 DEFAULT_METRICS: dict[str, Metric] = {"psnr": psnr, "ssim": ssim}
 #: Column titles and number formats of the metrics the tables know; others use their key.
-METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
-METRIC_FORMATS = {"psnr": ".2f", "ssim": ".3f"}
+#: What the do-no-harm rows measure between a network's output and its input.
+HARM_METRICS: dict[str, Metric] = {"psnr": psnr, "ssim": ssim, "ciede2000": ciede2000}
+METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ciede2000": "CIEDE2000"}
+METRIC_FORMATS = {"psnr": ".2f", "ssim": ".3f", "ciede2000": ".2f"}
+#: ``EvalRow.reference`` of the do-no-harm rows: scored against the input itself.
+INPUT_REFERENCE = "input"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class EvalRow:
     label: str  # the data set (e.g. a smoke density)
     images: int
     scores: dict[str, dict[str, tuple[float, float]]]  # method -> metric -> (mean, std)
+    reference: str = "clean"  # what the outputs were scored against: "clean" or "input"
 
 
 def network_method(model: torch.nn.Module) -> Method:
@@ -86,7 +96,7 @@ def evaluate_sets(
     sets = [(label, cases) for label, cases in sets if cases]
     rows = [score(label, cases, methods, metrics) for label, cases in sets]
     if json_path:
-        json_path.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
+        write_rows(json_path, rows)
     if examples_path:
         write_examples(examples_path, [(label, cases[0]) for label, cases in sets], methods)
     return rows
@@ -111,6 +121,90 @@ def held_out_cleans(options: EvalOptions, highlights: bool = True) -> list[np.nd
             if data.split_of(path.name) == "test"
         ]
     return cleans
+
+
+def well_exposed(image: np.ndarray) -> bool:
+    """Whether an ``(H, W, 3)`` RGB image in [0, 1] is well exposed: mean luma (Rec. 709)
+    in [0.25, 0.75], at most 10 % of it near black (< 0.05) and 10 % blown (> 0.97)."""
+    luma = image @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return (
+        0.25 <= float(luma.mean()) <= 0.75
+        and float((luma < 0.05).mean()) <= 0.1
+        and float((luma > 0.97).mean()) <= 0.1
+    )
+
+
+def nothing_to_fix(
+    options: EvalOptions,
+    trained_dirs: tuple[str, ...] = (),
+    highlights: bool = True,
+) -> list[tuple[str, list[np.ndarray]]]:
+    """Frames with nothing to fix, by source: the held-out scene frames, then each
+    ``--clean-dir`` folder.
+
+    A folder is scored whole, except one whose name the weights record among their
+    training folders (``trained_dirs``): of that only the held-out (test) split.
+    Returns ``(label, images)``, ``(H, W, 3)`` float32 RGB in [0, 1].
+    """
+    sets = [
+        (
+            "scene frames",
+            [
+                data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=highlights).clean)
+                for scene in data.scenes_for("test", *data.SCENE_EVAL_SIZE)
+                for k in range(options.frames_per_scene)
+            ],
+        )
+    ]
+    for folder in options.clean_dirs:
+        trained = folder.name in trained_dirs
+        images = [
+            data.read_rgb(path)
+            for path in data.image_files(folder)
+            if not trained or data.split_of(path.name) == "test"
+        ]
+        sets.append((f"{folder.name}{' (test split)' if trained else ''}", images))
+    return sets
+
+
+def harm_rows(
+    sets: list[tuple[str, list[np.ndarray]]],
+    name: str,
+    network: Method,
+    metrics: dict[str, Metric] = HARM_METRICS,
+) -> list[EvalRow]:
+    """The do-no-harm rows: ``network``'s output against its input, per set."""
+    rows = []
+    for label, images in sets:
+        if images:
+            row = score(label, [(image, image) for image in images], {name: network}, metrics)
+            rows.append(EvalRow(row.label, row.images, row.scores, INPUT_REFERENCE))
+    return rows
+
+
+def format_harm_table(rows: list[EvalRow], title: str) -> str:
+    """The do-no-harm rows as markdown: a row per frame set, a column per metric."""
+    metrics = list(next(iter(rows[0].scores.values())))
+    lines = [
+        title,
+        "",
+        "| frames | images | " + " | ".join(METRIC_TITLES.get(m, m) for m in metrics) + " |",
+        "|---|---:|" + "---:|" * len(metrics),
+    ]
+    for row in rows:
+        (scores,) = row.scores.values()
+        cells = []
+        for metric in metrics:
+            mean, std = scores[metric]
+            spec = METRIC_FORMATS.get(metric, ".4g")
+            cells.append(f"{mean:{spec}} ± {std:{spec}}")
+        lines.append(f"| {row.label} | {row.images} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_rows(path: Path, rows: list[EvalRow]) -> None:
+    """The rows as a JSON list (label, images, scores, reference)."""
+    path.write_text(json.dumps([row.__dict__ for row in rows], indent=2))
 
 
 def format_table(rows: list[EvalRow], first_column: str) -> str:

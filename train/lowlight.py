@@ -63,7 +63,14 @@ from smokeclear.train.losses import (
     generator_loss,
 )
 from smokeclear.train.metrics import hsv_mse, psnr, ssim
-from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Perceptual, Recipe, TrainingSampler
+from smokeclear.train.recipe import (
+    TINY_TRAIN,
+    EvalRun,
+    Perceptual,
+    Recipe,
+    TrainingSampler,
+    well_exposed_frames,
+)
 
 log = logging.getLogger(__name__)
 
@@ -412,4 +419,5 @@ RECIPE = Recipe(
         "adversarial_weight": 0.001,
         "discriminator_width": 2,
     },
+    harmless=well_exposed_frames,
 )

@@ -30,3 +30,4 @@ class EvalOptions:
     json_path: Path | None = None
     examples_path: Path | None = None  # a PNG of one case per row, every method side by side
     pairs_dirs: tuple[Path, ...] = ()  # also score real pairs in the restorer's PairLayout
+    work_scale: float = 1.0  # run the network at this scale of each frame, as the runtime does

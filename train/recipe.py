@@ -19,11 +19,14 @@ from torch import nn
 from smokeclear.train import data
 from smokeclear.train.evaluation import (
     DEFAULT_METRICS,
+    HARM_METRICS,
     EvalRow,
     Method,
     Metric,
     evaluate_sets,
     network_method,
+    nothing_to_fix,
+    well_exposed,
 )
 from smokeclear.train.loop import Batch, Objective, Validation
 from smokeclear.train.options import EvalOptions
@@ -109,10 +112,11 @@ class EvalRun:
     """What a recipe's evaluation gets from the driver."""
 
     name: str  # the restorer's: the network's method name in the tables
-    model: nn.Module  # FP32, eval mode, on the CPU
+    model: nn.Module  # FP32, eval mode, on the CPU, at the options' work scale
     config: Any  # the recipe's train config from the restorer's default YAML
     options: EvalOptions
     real_pairs: list[tuple[str, Cases]]  # ("real pairs: FOLDER", cases) per --pairs-dir
+    trained_dirs: tuple[str, ...] = ()  # names of the clean folders the weights trained on
 
     def methods(self, baselines: dict[str, Method]) -> dict[str, Method]:
         """The degraded input and classical ``baselines``, then the network under its name."""
@@ -133,6 +137,28 @@ class EvalRun:
             self.options.examples_path,
             metrics,
         )
+
+
+#: Frame sets with nothing to fix, by label, for a recipe's do-no-harm rows.
+FrameSets = list[tuple[str, list[np.ndarray]]]
+
+
+def clean_frames(run: EvalRun) -> FrameSets:
+    """The default frames with nothing to fix: held-out clean scene frames and
+    ``--clean-dir`` folders (see :func:`evaluation.nothing_to_fix`)."""
+    return nothing_to_fix(run.options, run.trained_dirs)
+
+
+def well_exposed_frames(run: EvalRun) -> FrameSets:
+    """:func:`clean_frames` that are well exposed (:func:`evaluation.well_exposed`)."""
+    return [
+        (label, [image for image in images if well_exposed(image)])
+        for label, images in clean_frames(run)
+    ]
+
+
+def harm_metrics(run: EvalRun) -> dict[str, Metric]:
+    return HARM_METRICS
 
 
 def pair_validation(batch: Any, config: Any) -> Batch:
@@ -163,6 +189,9 @@ class Recipe:
         validation_config: the train config the validation sampler draws with.
         validation: ``(validation batch, config) ->`` PSNR pairs or a :class:`Validation`.
         tiny_network, tiny_train: a tiny config (8-channel nets, small patches) for tests.
+        harmless: the frames with nothing to fix that the do-no-harm rows score the
+            network's output against its input on.
+        harm_metrics: what those rows measure (PSNR, SSIM, CIEDE2000).
     """
 
     train_config: type
@@ -178,6 +207,8 @@ class Recipe:
     perceptual: Perceptual | None = None
     validation_config: Callable[[Any], Any] = same_config
     validation: Callable[[Any, Any], Batch | Validation] = pair_validation
+    harmless: Callable[[EvalRun], FrameSets] = clean_frames
+    harm_metrics: Callable[[EvalRun], dict[str, Metric]] = harm_metrics
 
 
 def tiny_config_yaml(recipe: Recipe) -> str:

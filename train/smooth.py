@@ -39,7 +39,14 @@ from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.loop import Validation
-from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Recipe, TrainingSampler
+from smokeclear.train.recipe import (
+    TINY_TRAIN,
+    EvalRun,
+    FrameSets,
+    Recipe,
+    TrainingSampler,
+    clean_frames,
+)
 from smokeclear.train.smooth_energy import (
     EnergyConfig,
     edge_map_of,
@@ -352,6 +359,36 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
     return rows
 
 
+#: Passes of the bilateral baseline that make a held-out frame "already smooth".
+SMOOTH_PASSES = 3
+
+
+def already_smooth(run: EvalRun) -> FrameSets:
+    """Frames with nothing left to smooth: the held-out frames at the eval scale after
+    :data:`SMOOTH_PASSES` passes of the bilateral baseline."""
+    config = run.config.energy
+    sets = []
+    for label, images in clean_frames(run):
+        smoothed = []
+        for image in images:
+            image = _even(_fit_within(image, SCENE_EVAL_SIZE))
+            for _ in range(SMOOTH_PASSES):
+                image = bilateral(image, config)
+            smoothed.append(np.clip(image, 0.0, 1.0))
+        sets.append((f"{label}, {SMOOTH_PASSES} bilateral passes", smoothed))
+    return sets
+
+
+def smooth_harm_metrics(run: EvalRun) -> dict[str, evaluation.Metric]:
+    """Output against input, plus the flat / edge measures (1 = left as it was)."""
+    measures = SmoothingMetrics(run.config.energy).as_metrics()
+    return {
+        **evaluation.HARM_METRICS,
+        "edge_kept": measures["edge_kept"],
+        "flat_left": measures["flat_left"],
+    }
+
+
 def _detail_method(model: nn.Module, gain: float) -> evaluation.Method:
     smooth = evaluation.network_method(model)
 
@@ -383,4 +420,6 @@ RECIPE = Recipe(
     validation=lambda batch, config: energy_validation(batch, config.energy),
     tiny_network={"width": 8, "dilations": [2, 1]},
     tiny_train={**TINY_TRAIN, "batch_size": 1, "validation_size": 1},
+    harmless=already_smooth,
+    harm_metrics=smooth_harm_metrics,
 )

@@ -47,13 +47,26 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument("restorer")
     evaluate.add_argument("--weights", type=Path, help="default: the shipped weights")
-    _folders(evaluate, "--clean-dir", "also test on the held-out images of this folder")
+    _folders(
+        evaluate,
+        "--clean-dir",
+        "also test on the held-out images of this folder; its do-no-harm row takes all of "
+        "it, or its held-out split when the weights trained on it",
+    )
     _folders(evaluate, "--pairs-dir", f"also score real pairs: {pair_layouts_help()}; repeatable")
     evaluate.add_argument(
         "--frames-per-scene",
         type=int,
         default=10,
         help="frames taken from each held-out synthetic scene (default 10; fewer is quicker)",
+    )
+    evaluate.add_argument(
+        "--work-scale",
+        type=float,
+        choices=(1.0, 0.5, 0.25),
+        default=1.0,
+        help="run the network at this scale of each frame and guided-upsample back, as the "
+        "live view does (default 1)",
     )
     evaluate.add_argument("--json", type=output_file, help="also write the table as JSON here")
     evaluate.add_argument(
@@ -114,6 +127,8 @@ def command_eval(args: argparse.Namespace) -> int:
         json_path=args.json,
         examples_path=args.examples,
         pairs_dirs=tuple(args.pairs_dir),
+        work_scale=args.work_scale,
     )
-    print(driver.format_table(spec, driver.evaluate(spec, options)))
+    rows = driver.evaluate(spec, options)
+    print(driver.format_table(spec, rows, args.work_scale))
     return 0

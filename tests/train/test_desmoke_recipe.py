@@ -13,12 +13,16 @@ def test_evaluation_table_has_the_papers_rows(tiny_weights: Path, tmp_path: Path
         DESMOKE, EvalOptions(weights=tiny_weights, frames_per_scene=1, json_path=json_path)
     )
     assert [row.label for row in rows][:3] == ["low", "medium", "high"]
-    for row in rows:
+    table_rows = [row for row in rows if row.reference == "clean"]
+    for row in table_rows:
         assert set(row.scores) == {"smoky input", "DCP", "desmoke"}
     inputs = [row.scores["smoky input"]["psnr"][0] for row in rows[:3]]
     assert inputs[0] > inputs[1] > inputs[2], "denser smoke, lower input PSNR"
+    (harm,) = [row for row in rows if row.reference == "input"]
+    assert harm.label == "scene frames" and set(harm.scores) == {"desmoke"}
     table = driver.format_table(DESMOKE, rows)
-    assert table.count("\n") == len(rows) + 1 and json_path.is_file()
+    assert table.split("\n\n")[0].count("\n") == len(table_rows) + 1 and json_path.is_file()
+    assert "Do no harm" in table
 
 
 def test_fine_tuning_starts_from_given_weights(tmp_path: Path, tiny_weights: Path):

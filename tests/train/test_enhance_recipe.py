@@ -190,6 +190,9 @@ def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, run_eval, w
     for method in ("| input |", "| auto levels |", "| enhance |"):
         assert table.count(method) == 6, f"{method} in each of the 6 sets"
     rows = json.loads((tmp_path / "eval.json").read_text())
+    harm = [row for row in rows if row["reference"] == "input"]
+    assert [(row["label"], row["images"]) for row in harm] == [("scene frames", 4)]
+    rows = [row for row in rows if row["reference"] == "clean"]
     assert [row["images"] for row in rows] == [4, 4, 4, 4, 4, 2], "4 test scenes; 2 pairs"
     veil = rows[2]["scores"]
     assert veil["auto levels"]["psnr"][0] != veil["input"]["psnr"][0]

@@ -440,6 +440,10 @@ def test_eval_scores_input_baselines_and_model_on_every_set(tmp_path, run_eval, 
     for method in ("| input |", "| gamma inverse |", "| CLAHE |", "| lowlight |"):
         assert table.count(method) == 5, f"{method} in each of the 5 sets"
     rows = json.loads((tmp_path / "eval.json").read_text())
+    harm = [row for row in rows if row["reference"] == "input"]
+    assert [(row["label"], row["images"]) for row in harm] == [("scene frames", 4)]
+    assert set(harm[0]["scores"]["lowlight"]) == {"psnr", "ssim", "ciede2000"}
+    rows = [row for row in rows if row["reference"] == "clean"]
     assert [row["images"] for row in rows] == [4, 4, 4, 4, 2], "4 test scenes x 1 frame; 2 pairs"
     for row in rows:
         assert set(row["scores"]) == {"input", "gamma inverse", "CLAHE", "lowlight"}

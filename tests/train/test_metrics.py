@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smokeclear.train.metrics import hsv_mse, psnr, ssim
+from smokeclear.train.metrics import ciede2000, hsv_mse, psnr, ssim
 
 
 def test_psnr_known_value():
@@ -61,3 +61,13 @@ def test_hsv_mse_hsv_is_the_mean_of_h_s_and_v(rng):
     assert errors["hsv"] == pytest.approx((errors["h"] + errors["s"] + errors["v"]) / 3)
     with pytest.raises(ValueError, match="differ in shape"):
         hsv_mse(reference, reference[:8])
+
+
+def test_ciede2000_is_zero_for_identical_images_and_grows_with_a_colour_shift(rng):
+    image = rng.random((16, 16, 3)).astype(np.float32)
+    assert ciede2000(image, image) == pytest.approx(0.0, abs=1e-9)
+    warmer = image.copy()
+    warmer[..., 0] = np.clip(warmer[..., 0] + 0.03, 0, 1)
+    much_warmer = image.copy()
+    much_warmer[..., 0] = np.clip(much_warmer[..., 0] + 0.2, 0, 1)
+    assert 0.0 < ciede2000(image, warmer) < ciede2000(image, much_warmer)
