@@ -106,7 +106,7 @@ class LowlightTrainConfig:
     identity_fraction: float = bounded(0.25, 0, 1)  # well-exposed patches, target = input (ours)
     identity_noise_max: float = bounded(0.01, 0, 1)  # sensor noise on half of those, kept
     camera_fraction: float = bounded(0.35, 0, 1)  # patches through the camera model (ours)
-    exposure_range: tuple[float, float] = bounded((2.0, 16.0), 1, 1000)  # light lost, log-uniform
+    exposure_range: tuple[float, float] = bounded((4.0, 16.0), 1, 1000)  # light lost, log-uniform
     shot_noise_range: tuple[float, float] = bounded((1e-5, 1e-3), 0, 1)  # Poisson gain, log-unif.
     read_noise_max: float = bounded(1e-3, 0, 1)  # noise floor sigma in linear light, uniform
     cast_max: float = bounded(0.25, 0, 2)  # |log| of the red and blue white-balance gains

@@ -12,6 +12,10 @@ falls off into the dark. :func:`gamma_field` draws that as a smooth per-pixel
 gamma, 1 around a random lit spot rising to a maximum towards the rest of the
 frame, with a little low-frequency wobble.
 
+A gamma also stands in for a whole capture chain; :func:`capture` runs one (a
+camera response curve, exposure lost in linear light, Poisson-Gaussian and colour
+noise, a white-balance cast, vignetting), see the camera model section below.
+
 Images are ``(H, W, 3)`` float32 RGB in [0, 1].
 """
 
