@@ -102,10 +102,10 @@ class LowlightTrainConfig:
     discriminator_width: int = bounded(32, 1, 1024)  # paper (Table I): 32, doubling to 512
     gamma_range: tuple[float, float] = bounded((2.0, 4.0), 1, 100)  # paper: gamma in (2, 4)
     noise_max: float = bounded(0.02, 0, 1)  # noise standard deviation drawn from U(0, noise_max)
-    local_fraction: float = bounded(0.15, 0, 1)  # patches darkened by a gamma field (ours)
-    identity_fraction: float = bounded(0.25, 0, 1)  # well-exposed patches, target = input (ours)
+    local_fraction: float = bounded(0.1, 0, 1)  # patches darkened by a gamma field (ours)
+    identity_fraction: float = bounded(0.35, 0, 1)  # well-exposed patches, target = input (ours)
     identity_noise_max: float = bounded(0.01, 0, 1)  # sensor noise on half of those, kept
-    camera_fraction: float = bounded(0.35, 0, 1)  # patches through the camera model (ours)
+    camera_fraction: float = bounded(0.3, 0, 1)  # patches through the camera model (ours)
     exposure_range: tuple[float, float] = bounded((4.0, 16.0), 1, 1000)  # light lost, log-uniform
     shot_noise_range: tuple[float, float] = bounded((1e-5, 1e-3), 0, 1)  # Poisson gain, log-unif.
     read_noise_max: float = bounded(1e-3, 0, 1)  # noise floor sigma in linear light, uniform
@@ -143,6 +143,18 @@ class LowlightTrainConfig:
 # --------------------------------------------------------------------------- data
 
 
+#: Mean luma (Rec. 709) bounds of a well-exposed frame, as the do-no-harm row's test
+#: (:func:`smokeclear.train.evaluation.well_exposed`) has them.
+WELL_EXPOSED_LUMA = (0.25, 0.75)
+#: Darkenings drawn again (at most this often) while the result is not yet under-exposed.
+DARKEN_TRIES = 3
+
+
+def mean_luma(image: np.ndarray) -> float:
+    """Mean Rec. 709 luma of an ``(H, W, 3)`` RGB image in [0, 1]."""
+    return float(image.mean(axis=(0, 1)) @ np.array([0.2126, 0.7152, 0.0722]))
+
+
 def darken_for_training(
     clean: np.ndarray, config: LowlightTrainConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -153,32 +165,49 @@ def darken_for_training(
     frame passes unchanged), a gamma field (``local_fraction``), the camera model
     (``camera_fraction``, :func:`draw_capture`), or else the paper's global gamma.
     The gamma darkenings add Gaussian noise up to ``noise_max``.
+
+    Only a patch whose mean luma is in :data:`WELL_EXPOSED_LUMA` can be an identity
+    patch (a dark one is darkened instead), and a darkening is drawn again, up to
+    :data:`DARKEN_TRIES` times, while its result is still as bright as a
+    well-exposed frame: a patch that looks well exposed must never have a brighter
+    target, or the net learns to brighten good frames.
     """
     draw = rng.random()
-    if draw < config.identity_fraction:
+    low, high = WELL_EXPOSED_LUMA
+    if draw < config.identity_fraction and low <= mean_luma(clean) <= high:
         frame = np.clip(clean, 0.0, 1.0).astype(np.float32)
         if rng.random() < 0.5:
             sigma = float(rng.uniform(0.0, config.identity_noise_max))
             frame = darken(frame, 1.0, sigma, rng)
         return frame, frame
-    draw -= config.identity_fraction
+    draw = rng.uniform(config.identity_fraction, 1.0) if draw < config.identity_fraction else draw
+    for _ in range(DARKEN_TRIES):
+        dark = _darkening(clean, draw - config.identity_fraction, config, rng)
+        if mean_luma(dark) < low:
+            break
+    return dark, clean
+
+
+def _darkening(
+    clean: np.ndarray, draw: float, config: LowlightTrainConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """The camera model, a gamma field or the paper's gamma, as ``draw`` in [0, 1 -
+    identity_fraction) falls."""
+    height, width = clean.shape[:2]
     if draw < config.camera_fraction:
-        height, width = clean.shape[:2]
         if rng.random() < 0.3:  # a dark far field as well as a dim light
             field = gamma_field(height, width, float(rng.uniform(1.0, config.far_field_max)), rng)
             source = darken(clean, field, 0.0, rng)
         else:
             source = clean
-        return capture(source, draw_capture(height, width, config, rng), rng), clean
-    draw -= config.camera_fraction
-    if draw < config.local_fraction:
-        height, width = clean.shape[:2]
+        return capture(source, draw_capture(height, width, config, rng), rng)
+    if draw < config.camera_fraction + config.local_fraction:
         gamma: float | np.ndarray = gamma_field(
             height, width, float(rng.uniform(*config.gamma_range)), rng
         )
     else:
         gamma = float(rng.uniform(*config.gamma_range))
-    return darken(clean, gamma, float(rng.uniform(0.0, config.noise_max)), rng), clean
+    return darken(clean, gamma, float(rng.uniform(0.0, config.noise_max)), rng)
 
 
 def log_uniform(low: float, high: float, rng: np.random.Generator) -> float:
