@@ -48,8 +48,12 @@ from smokeclear.config import bounded
 from smokeclear.synthetic.lowlight import (
     EVAL_GAMMA,
     EVAL_NOISE_SIGMA,
+    Capture,
+    capture,
     darken,
     gamma_field,
+    radial_falloff,
+    training_curve,
 )
 from smokeclear.train import data, evaluation
 from smokeclear.train.evaluation import EvalRow
@@ -98,8 +102,17 @@ class LowlightTrainConfig:
     discriminator_width: int = bounded(32, 1, 1024)  # paper (Table I): 32, doubling to 512
     gamma_range: tuple[float, float] = bounded((2.0, 4.0), 1, 100)  # paper: gamma in (2, 4)
     noise_max: float = bounded(0.02, 0, 1)  # noise standard deviation drawn from U(0, noise_max)
-    local_fraction: float = bounded(0.2, 0, 1)  # patches darkened by a gamma field (ours)
-    identity_fraction: float = bounded(0.1, 0, 1)  # patches left at their exposure (ours)
+    local_fraction: float = bounded(0.1, 0, 1)  # patches darkened by a gamma field (ours)
+    identity_fraction: float = bounded(0.35, 0, 1)  # well-exposed patches, target = input (ours)
+    identity_noise_max: float = bounded(0.01, 0, 1)  # sensor noise on half of those, kept
+    camera_fraction: float = bounded(0.3, 0, 1)  # patches through the camera model (ours)
+    exposure_range: tuple[float, float] = bounded((4.0, 16.0), 1, 1000)  # light lost, log-uniform
+    shot_noise_range: tuple[float, float] = bounded((1e-5, 1e-3), 0, 1)  # Poisson gain, log-unif.
+    read_noise_max: float = bounded(1e-3, 0, 1)  # noise floor sigma in linear light, uniform
+    cast_max: float = bounded(0.25, 0, 2)  # |log| of the red and blue white-balance gains
+    vignette_max: float = bounded(0.6, 0, 0.95)  # light the corners lose
+    far_field_max: float = bounded(3.0, 1, 100)  # gamma field before the camera, up to this
+    scale_range: tuple[float, float] = bounded((0.5, 1.0), 0.1, 4)  # runtime work scales
     scene_fraction: float = bounded(
         0.5, 0, 1
     )  # share of patches from the synthetic scene (rest: photos)
@@ -119,26 +132,116 @@ class LowlightTrainConfig:
         low, high = self.gamma_range
         if not 1.0 <= low <= high:
             raise ValueError(f"gamma_range must satisfy 1 <= low <= high, got {self.gamma_range}")
-        if self.local_fraction + self.identity_fraction > 1:
-            raise ValueError("local_fraction + identity_fraction must be <= 1")
+        if self.local_fraction + self.identity_fraction + self.camera_fraction > 1:
+            raise ValueError("local_fraction + identity_fraction + camera_fraction must be <= 1")
+        for name in ("exposure_range", "shot_noise_range", "scale_range"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must satisfy 0 < low <= high, got {(low, high)}")
 
 
 # --------------------------------------------------------------------------- data
 
 
+#: Mean luma (Rec. 709) bounds of a well-exposed frame, as the do-no-harm row's test
+#: (:func:`smokeclear.train.evaluation.well_exposed`) has them.
+WELL_EXPOSED_LUMA = (0.25, 0.75)
+#: Darkenings drawn again (at most this often) while the result is not yet under-exposed.
+DARKEN_TRIES = 3
+
+
+def mean_luma(image: np.ndarray) -> float:
+    """Mean Rec. 709 luma of an ``(H, W, 3)`` RGB image in [0, 1]."""
+    return float(image.mean(axis=(0, 1)) @ np.array([0.2126, 0.7152, 0.0722]))
+
+
 def darken_for_training(
     clean: np.ndarray, config: LowlightTrainConfig, rng: np.random.Generator
-) -> np.ndarray:
-    """One training darkening of ``clean``: global gamma, gamma field or none, plus noise."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """One training pair ``(input, target)`` from ``clean``; both ``(H, W, 3)`` float32 in [0, 1].
+
+    A draw picks one of: a well-exposed frame (``identity_fraction``; half of them
+    with slight sensor noise, and the target is the input as it is, so a good
+    frame passes unchanged), a gamma field (``local_fraction``), the camera model
+    (``camera_fraction``, :func:`draw_capture`), or else the paper's global gamma.
+    The gamma darkenings add Gaussian noise up to ``noise_max``.
+
+    Only a patch whose mean luma is in :data:`WELL_EXPOSED_LUMA` can be an identity
+    patch (a dark one is darkened instead), and a darkening is drawn again, up to
+    :data:`DARKEN_TRIES` times, while its result is still as bright as a
+    well-exposed frame: a patch that looks well exposed must never have a brighter
+    target, or the net learns to brighten good frames.
+    """
     draw = rng.random()
-    if draw < config.identity_fraction:
-        gamma: float | np.ndarray = 1.0
-    elif draw < config.identity_fraction + config.local_fraction:
-        height, width = clean.shape[:2]
-        gamma = gamma_field(height, width, float(rng.uniform(*config.gamma_range)), rng)
+    low, high = WELL_EXPOSED_LUMA
+    if draw < config.identity_fraction and low <= mean_luma(clean) <= high:
+        frame = np.clip(clean, 0.0, 1.0).astype(np.float32)
+        if rng.random() < 0.5:
+            sigma = float(rng.uniform(0.0, config.identity_noise_max))
+            frame = darken(frame, 1.0, sigma, rng)
+        return frame, frame
+    draw = rng.uniform(config.identity_fraction, 1.0) if draw < config.identity_fraction else draw
+    for _ in range(DARKEN_TRIES):
+        dark = _darkening(clean, draw - config.identity_fraction, config, rng)
+        if mean_luma(dark) < low:
+            break
+    return dark, clean
+
+
+def _darkening(
+    clean: np.ndarray, draw: float, config: LowlightTrainConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """The camera model, a gamma field or the paper's gamma, as ``draw`` in [0, 1 -
+    identity_fraction) falls."""
+    height, width = clean.shape[:2]
+    if draw < config.camera_fraction:
+        if rng.random() < 0.3:  # a dark far field as well as a dim light
+            field = gamma_field(height, width, float(rng.uniform(1.0, config.far_field_max)), rng)
+            source = darken(clean, field, 0.0, rng)
+        else:
+            source = clean
+        return capture(source, draw_capture(height, width, config, rng), rng)
+    if draw < config.camera_fraction + config.local_fraction:
+        gamma: float | np.ndarray = gamma_field(
+            height, width, float(rng.uniform(*config.gamma_range)), rng
+        )
     else:
         gamma = float(rng.uniform(*config.gamma_range))
     return darken(clean, gamma, float(rng.uniform(0.0, config.noise_max)), rng)
+
+
+def log_uniform(low: float, high: float, rng: np.random.Generator) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def draw_capture(
+    height: int, width: int, config: LowlightTrainConfig, rng: np.random.Generator
+) -> Capture:
+    """A random training capture: a training CRF and an exposure loss always; sensor
+    noise (90 %), colour noise within it (50 %), a white-balance cast (50 %) and
+    vignetting (50 %) as drawn."""
+    gains = (1.0, 1.0, 1.0)
+    if rng.random() < 0.5:
+        red, blue = np.exp(rng.uniform(-config.cast_max, config.cast_max, 2))
+        gains = (float(red), 1.0, float(blue))
+    vignette = None
+    if rng.random() < 0.5:
+        strength = float(rng.uniform(0.0, config.vignette_max))
+        vignette = radial_falloff(height, width, strength, float(rng.uniform(2.0, 4.0)), rng)
+    shot, read, chroma = 0.0, 0.0, 0.0
+    if rng.random() < 0.9:
+        shot = log_uniform(*config.shot_noise_range, rng)
+        read = float(rng.uniform(0.0, config.read_noise_max))
+        chroma = float(rng.uniform(0.0, 1.0)) if rng.random() < 0.5 else 0.0
+    return Capture(
+        curve=training_curve(rng),
+        exposure=log_uniform(*config.exposure_range, rng),
+        gains=gains,
+        vignette=vignette,
+        shot_noise=shot,
+        read_noise=read,
+        chroma_noise=chroma,
+    )
 
 
 @dataclass
@@ -149,8 +252,9 @@ class DarkSampler(TrainingSampler[LowlightTrainConfig]):
         """``(dark, clean)``, each ``(size, 3, P, P)`` float32 RGB in [0, 1]."""
 
         def synthetic() -> list[tuple[np.ndarray, np.ndarray]]:
-            cleans = [self.clean_patch() for _ in range(size)]
-            return [(darken_for_training(c, self.config, self.rng), c) for c in cleans]
+            return [
+                darken_for_training(self.clean_patch(), self.config, self.rng) for _ in range(size)
+            ]
 
         return data.real_or_synthetic_batch(
             self.frames.real_pairs, self.config, size, self.rng, synthetic
@@ -240,12 +344,21 @@ class LowlightObjective(AdversarialObjective):
 
 
 def _data_recipe(config: LowlightTrainConfig) -> dict[str, Any]:
+    paper = 1.0 - config.identity_fraction - config.camera_fraction - config.local_fraction
     return {
-        "darkening": f"clean ** gamma, gamma U{tuple(config.gamma_range)} (paper); "
+        "darkening": f"{paper:.0%} clean ** gamma, gamma U{tuple(config.gamma_range)} (paper); "
         f"{config.local_fraction:.0%} a per-pixel gamma field (lit spot, dark far field); "
-        f"{config.identity_fraction:.0%} left as they are; Gaussian noise sigma "
-        f"U(0, {config.noise_max})",
-        "augmentation": "random crops, flips, 90-degree rotations",
+        f"both with Gaussian noise sigma U(0, {config.noise_max}); "
+        f"{config.camera_fraction:.0%} a camera model: CRF (gamma 2.2, sRGB, Rec. 709, "
+        f"gamma U(1.8, 2.6)) inverted, exposure 1/k in linear light with k log-U"
+        f"{tuple(config.exposure_range)}, Poisson-Gaussian noise (gain log-U"
+        f"{tuple(config.shot_noise_range)}, floor U(0, {config.read_noise_max}), part colour "
+        f"noise), a white-balance cast (|log gain| <= {config.cast_max}), vignetting (up to "
+        f"{config.vignette_max:.0%}), a far-field gamma field up to {config.far_field_max} "
+        f"(30 %), CRF and 8 bits; {config.identity_fraction:.0%} well-exposed, target = input "
+        f"(half with noise up to {config.identity_noise_max})",
+        "augmentation": f"random rescaling by U{tuple(config.scale_range)}, crops, flips, "
+        "90-degree rotations",
     }
 
 
@@ -285,17 +398,30 @@ METRICS: dict[str, evaluation.Metric] = {
 
 
 def evaluate(run: EvalRun) -> list[EvalRow]:
-    """The paper's protocol and dark cavities on held-out frames, and any real pairs."""
+    """The paper's protocol, dark cavities and the held-out camera on held-out frames,
+    and any real pairs."""
+    # Imported here, not at the top: training (the sampler) must never see the
+    # held-out camera; tests/train/test_lowlight_recipe.py holds it to that.
+    from smokeclear.synthetic.lowlight_heldout import HELDOUT_EXPOSURES, heldout_darken
+
     protocol, cavities = [], []
+    heldout: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in HELDOUT_EXPOSURES}
     for index, clean in enumerate(evaluation.held_out_cleans(run.options)):
         rng = np.random.default_rng([17, index])
         protocol.append((clean, darken(clean, EVAL_GAMMA, EVAL_NOISE_SIGMA, rng)))
         field = gamma_field(*clean.shape[:2], EVAL_GAMMA, rng)
         cavities.append((clean, darken(clean, field, EVAL_NOISE_SIGMA, rng)))
+        for exposure, cases in heldout.items():
+            camera_rng = np.random.default_rng([23, index, round(exposure)])
+            cases.append((clean, heldout_darken(clean, exposure, camera_rng)))
     noise = f"{EVAL_NOISE_SIGMA:.0%} noise"
     sets = [
         (f"paper protocol: gamma {EVAL_GAMMA:g} + {noise}", protocol),
         (f"dark cavities: gamma field up to {EVAL_GAMMA:g} + {noise}", cavities),
+    ]
+    sets += [
+        (f"held-out camera: 1/{exposure:g} of the light", cases)
+        for exposure, cases in heldout.items()
     ]
     baselines = {"input": lambda dark: dark, "gamma inverse": gamma_inverse, "CLAHE": clahe}
     return run.score(sets, baselines, METRICS)

@@ -9,8 +9,18 @@ from smokeclear.synthetic.lowlight import (
     EVAL_GAMMA,
     EVAL_NOISE_SIGMA,
     PAPER_GAMMA_RANGE,
+    REC709,
+    SRGB,
+    Capture,
+    ResponseCurve,
+    capture,
     darken,
     gamma_field,
+    poisson_gaussian_noise,
+    power_curve,
+    radial_falloff,
+    srgb_decode,
+    training_curve,
 )
 
 
@@ -115,3 +125,100 @@ def test_gamma_field_is_deterministic_for_a_seed() -> None:
     other = gamma_field(32, 48, 3.0, np.random.default_rng(4))
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
+
+
+# --------------------------------------------------------------------------- camera model
+
+
+@pytest.mark.parametrize("curve", [SRGB, REC709, power_curve(2.2), power_curve(1.8)])
+def test_response_curves_round_trip_and_are_monotone(curve: ResponseCurve) -> None:
+    linear = np.linspace(0.0, 1.0, 257)
+
+    encoded = curve.encode(linear)
+
+    assert encoded[0] == pytest.approx(0.0, abs=1e-9) and encoded[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(encoded) > 0), f"{curve.name} must rise"
+    assert np.all(encoded >= linear - 1e-9), f"{curve.name} must brighten the dark end"
+    np.testing.assert_allclose(curve.decode(encoded), linear, atol=1e-6)
+
+
+def test_srgb_and_rec709_match_their_standards() -> None:
+    # sRGB: 0.5 encoded is 0.214 linear; Rec. 709: 0.018 linear is 0.081 encoded.
+    assert float(srgb_decode(np.array(0.5))) == pytest.approx(0.21404, abs=1e-4)
+    assert float(REC709.encode(np.array(0.018))) == pytest.approx(0.081, abs=1e-3)
+    assert float(power_curve(2.2).encode(np.array(0.5))) == pytest.approx(0.5 ** (1 / 2.2))
+
+
+def test_training_curves_are_the_four_families() -> None:
+    names = {training_curve(np.random.default_rng(seed)).name for seed in range(40)}
+    assert {"gamma 2.20", "sRGB", "Rec. 709"} <= names
+    drawn = [float(n.split()[1]) for n in names if n.startswith("gamma") and n != "gamma 2.20"]
+    assert drawn and all(1.8 <= g <= 2.6 for g in drawn), names
+
+
+def test_capture_with_nothing_drawn_returns_the_frame(rng: np.random.Generator) -> None:
+    clean = random_image(rng)
+
+    for curve in (SRGB, REC709, power_curve(2.2)):
+        exact = capture(clean, Capture(curve, quantise=False), rng)
+        np.testing.assert_allclose(exact, clean, atol=1e-5, err_msg=curve.name)
+        eight_bit = capture(clean, Capture(curve), rng)
+        assert np.abs(eight_bit - clean).max() <= 0.5 / 255 + 1e-5, "8-bit rounding only"
+
+
+def test_capture_divides_the_linear_light_by_the_exposure(rng: np.random.Generator) -> None:
+    clean = random_image(rng)
+
+    dark = capture(clean, Capture(SRGB, exposure=8.0, quantise=False), rng)
+
+    np.testing.assert_allclose(srgb_decode(dark), srgb_decode(clean) / 8.0, atol=1e-6)
+    power = capture(clean, Capture(power_curve(2.0), exposure=4.0, quantise=False), rng)
+    np.testing.assert_allclose(power, clean / 2.0, atol=1e-6)  # (x^2 / 4) ** 0.5
+
+
+def test_capture_applies_the_cast_and_the_vignette_in_linear_light() -> None:
+    rng = np.random.default_rng(0)
+    clean = np.full((16, 16, 3), 0.5, np.float32)
+    vignette = np.linspace(0.5, 1.0, 16 * 16, dtype=np.float32).reshape(16, 16)
+    drawn = Capture(SRGB, gains=(1.2, 1.0, 0.8), vignette=vignette, quantise=False)
+
+    dark = capture(clean, drawn, rng)
+
+    expected = srgb_decode(clean) * np.array([1.2, 1.0, 0.8]) * vignette[..., None]
+    np.testing.assert_allclose(srgb_decode(dark), expected, atol=1e-6)
+
+
+def test_radial_falloff_is_one_near_the_centre_and_darkest_in_a_corner() -> None:
+    falloff = radial_falloff(40, 60, 0.5, 2.0, np.random.default_rng(1))
+
+    assert falloff.shape == (40, 60) and falloff.dtype == np.float32
+    assert falloff.max() > 0.98 and falloff.min() >= 0.5 - 1e-6
+    corners = falloff[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert corners.max() < 0.85 and falloff[20, 30] > 0.95
+
+
+def test_sensor_noise_grows_with_the_signal() -> None:
+    rng = np.random.default_rng(0)
+    shot, read = 1e-3, 1e-3
+    for level in (0.0, 0.05, 0.5):
+        linear = np.full((128, 128, 3), level, np.float32)
+        noise = poisson_gaussian_noise(linear, shot, read, 0.0, rng)
+        expected = np.sqrt(shot * level + read * read)
+        assert noise.std() == pytest.approx(expected, rel=0.05), f"at {level}"
+        assert abs(noise.mean()) < 0.05 * expected
+
+
+def test_colour_noise_is_blotchy_and_independent_across_channels() -> None:
+    linear = np.full((128, 128, 3), 0.1, np.float32)
+
+    def neighbour_correlation(noise: np.ndarray) -> float:
+        return float(np.corrcoef(noise[:, 1:, 0].ravel(), noise[:, :-1, 0].ravel())[0, 1])
+
+    white = poisson_gaussian_noise(linear, 1e-3, 0.0, 0.0, np.random.default_rng(0))
+    colour = poisson_gaussian_noise(linear, 1e-3, 0.0, 1.0, np.random.default_rng(0))
+
+    assert abs(neighbour_correlation(white)) < 0.05
+    assert neighbour_correlation(colour) > 0.5, "colour noise spreads over neighbours"
+    channels = np.corrcoef(colour[..., 0].ravel(), colour[..., 1].ravel())[0, 1]
+    assert abs(channels) < 0.1, "each channel its own: it shows as colour, not grey"
+    assert colour.std() == pytest.approx(white.std(), rel=0.05), "the same variance"

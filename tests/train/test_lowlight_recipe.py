@@ -1,3 +1,6 @@
+import ast
+import dataclasses
+import inspect
 import json
 
 import numpy as np
@@ -5,22 +8,26 @@ import pytest
 import torch
 from torch import nn
 
+from smokeclear.config import load_config
 from smokeclear.nets.loading import save_weights
 from smokeclear.nets.lowlight import LowlightConfig, LowlightNet
 from smokeclear.registry import get_restorer
-from smokeclear.synthetic.lowlight import darken
+from smokeclear.synthetic.lowlight import darken, srgb_decode
 from smokeclear.train import driver, evaluation, lowlight
 from smokeclear.train.evaluation import EvalRow
 from smokeclear.train.losses import generator_loss
 from smokeclear.train.lowlight import (
     METRICS,
+    WELL_EXPOSED_LUMA,
     DarkSampler,
     Discriminator,
     LowlightObjective,
     LowlightTrainConfig,
     clahe,
     darken_for_training,
+    draw_capture,
     gamma_inverse,
+    mean_luma,
     perceptual_mse,
 )
 from smokeclear.train.metrics import hsv_mse
@@ -163,44 +170,159 @@ def estimated_gamma(dark: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return np.log(dark.astype(np.float64)) / np.log(clean.astype(np.float64))
 
 
-def test_identity_darkening_keeps_the_patch_up_to_the_noise():
+def only(**fractions) -> LowlightTrainConfig:
+    """A config whose draws all take one branch (the fractions not given are 0)."""
+    settings = {"identity_fraction": 0.0, "local_fraction": 0.0, "camera_fraction": 0.0}
+    return LowlightTrainConfig(**{**settings, **fractions})
+
+
+def test_identity_draws_keep_the_patch_and_their_target_is_the_input():
     clean = clean_patch()
-    config = LowlightTrainConfig(identity_fraction=1.0, local_fraction=0.0, noise_max=0.0)
-    rng = np.random.default_rng(0)
-    np.testing.assert_allclose(darken_for_training(clean, config, rng), clean, atol=1e-6)
-    noisy = LowlightTrainConfig(identity_fraction=1.0, local_fraction=0.0, noise_max=0.02)
-    for seed in range(5):
-        residual = darken_for_training(clean, noisy, np.random.default_rng(seed)) - clean
-        assert abs(residual.mean()) < 3e-3 and residual.std() <= 0.021
+    noisy = dataclasses.replace(only(identity_fraction=1.0), identity_noise_max=0.01)
+    kept_noise = 0
+    for seed in range(12):
+        dark, target = darken_for_training(clean, noisy, np.random.default_rng(seed))
+        np.testing.assert_array_equal(dark, target, err_msg="a well-exposed input is its target")
+        residual = dark - clean
+        assert abs(residual.mean()) < 3e-3 and residual.std() <= 0.0105, "slight noise at most"
+        kept_noise += residual.std() > 1e-4
+    assert 2 <= kept_noise <= 10, f"about half the identity draws are noisy, got {kept_noise}/12"
+    quiet = dataclasses.replace(noisy, identity_noise_max=0.0)
+    dark, target = darken_for_training(clean, quiet, np.random.default_rng(0))
+    np.testing.assert_array_equal(dark, clean)
 
 
 def test_local_darkening_varies_across_the_patch():
     clean = clean_patch()
-    config = LowlightTrainConfig(
-        identity_fraction=0.0, local_fraction=1.0, noise_max=0.0, gamma_range=(3.0, 3.5)
-    )
+    config = dataclasses.replace(only(local_fraction=1.0), noise_max=0.0, gamma_range=(3.0, 3.5))
     for seed in range(5):
-        gamma = estimated_gamma(
-            darken_for_training(clean, config, np.random.default_rng(seed)), clean
-        )
+        dark, target = darken_for_training(clean, config, np.random.default_rng(seed))
+        assert target is clean
+        gamma = estimated_gamma(dark, clean)
         assert gamma.min() >= 1.0 - 1e-4 and gamma.max() <= 3.5 + 1e-4
         assert gamma.max() - gamma.min() > 0.5, "a gamma field, not one gamma"
 
 
 def test_global_darkening_is_one_gamma_in_the_configured_range():
     clean = clean_patch()
-    config = LowlightTrainConfig(
-        identity_fraction=0.0, local_fraction=0.0, noise_max=0.0, gamma_range=(2.5, 3.0)
-    )
+    config = dataclasses.replace(only(), noise_max=0.0, gamma_range=(2.5, 3.0))
     gammas = []
     for seed in range(20):
-        gamma = estimated_gamma(
-            darken_for_training(clean, config, np.random.default_rng(seed)), clean
-        )
+        dark, _ = darken_for_training(clean, config, np.random.default_rng(seed))
+        gamma = estimated_gamma(dark, clean)
         assert gamma.max() - gamma.min() < 1e-3, "one gamma for the whole patch"
         gammas.append(float(gamma.mean()))
     assert min(gammas) >= 2.5 - 1e-4 and max(gammas) <= 3.0 + 1e-4, gammas
     assert max(gammas) - min(gammas) > 0.2, f"gamma should be drawn from the range: {gammas}"
+
+
+def test_camera_draws_darken_in_linear_light_within_the_exposure_range():
+    clean = clean_patch()
+    config = dataclasses.replace(only(camera_fraction=1.0), exposure_range=(4.0, 8.0))
+    ratios = []
+    for seed in range(16):
+        dark, target = darken_for_training(clean, config, np.random.default_rng(seed))
+        assert target is clean and dark.shape == clean.shape and dark.dtype == np.float32
+        # Every training CRF is close to sRGB, so the light kept is near 1 / k.
+        kept = srgb_decode(dark).mean() / srgb_decode(clean).mean()
+        ratios.append(kept)
+    assert all(1 / 16 < r < 1 / 2.5 for r in ratios), f"light kept: {np.round(ratios, 3)}"
+    assert max(ratios) / min(ratios) > 1.2, "the exposure is drawn, not fixed"
+
+
+def test_draw_capture_mixes_the_camera_effects():
+    config = LowlightTrainConfig()
+    draws = [draw_capture(16, 24, config, np.random.default_rng(seed)) for seed in range(60)]
+    assert {d.curve.name for d in draws} >= {"gamma 2.20", "sRGB", "Rec. 709"}
+    assert len({d.curve.name for d in draws}) > 4, "power laws with drawn gammas too"
+    exposures = [d.exposure for d in draws]
+    assert min(exposures) >= 2.0 and max(exposures) <= 16.0
+    for has, what in [
+        (lambda d: d.vignette is not None, "vignetting"),
+        (lambda d: d.gains != (1.0, 1.0, 1.0), "a colour cast"),
+        (lambda d: d.shot_noise > 0, "sensor noise"),
+        (lambda d: d.chroma_noise > 0, "colour noise"),
+    ]:
+        share = np.mean([has(d) for d in draws])
+        assert 0.1 < share < 1.0, f"{what} in {share:.0%} of the draws: should be mixed"
+    for d in draws:
+        assert all(np.exp(-0.25) - 1e-6 <= g <= np.exp(0.25) + 1e-6 for g in d.gains)
+        if d.vignette is not None:
+            assert d.vignette.shape == (16, 24) and d.vignette.min() >= 1 - 0.6 - 1e-6
+
+
+def test_the_default_mix_keeps_the_identity_share_for_well_exposed_patches():
+    config = LowlightTrainConfig()
+    clean = clean_patch()  # mean luma about 0.55: well exposed
+    identity = sum(
+        np.array_equal(*darken_for_training(clean, config, np.random.default_rng(seed)))
+        for seed in range(200)
+    )
+    assert 0.25 < identity / 200 < 0.45, f"identity share {identity / 200:.0%}, configured 35 %"
+
+
+def test_a_dark_patch_is_never_an_identity_patch():
+    dark_clean = clean_patch() * 0.3  # mean luma about 0.17: under-exposed
+    config = only(identity_fraction=1.0)
+    for seed in range(10):
+        dark, target = darken_for_training(dark_clean, config, np.random.default_rng(seed))
+        assert target is dark_clean and mean_luma(dark) < mean_luma(dark_clean)
+
+
+def test_darkened_patches_come_out_under_exposed():
+    bright = np.random.default_rng(0).uniform(0.35, 0.8, (32, 32, 3)).astype(np.float32)
+    config = dataclasses.replace(only(), gamma_range=(2.0, 4.0), noise_max=0.0)
+    lumas = [
+        mean_luma(darken_for_training(bright, config, np.random.default_rng(s))[0])
+        for s in range(40)
+    ]
+    # A gamma of 2 leaves this patch at mean luma ~0.35; a gamma above ~2.8 takes it
+    # below the well-exposed bound of 0.25. Redrawn up to 3 times, nearly all end there.
+    share = np.mean(np.array(lumas) < WELL_EXPOSED_LUMA[0])
+    assert share > 0.85, f"only {share:.0%} under-exposed"
+    single = [
+        mean_luma(darken(bright, float(g), 0.0, np.random.default_rng(0)))
+        for g in np.random.default_rng(1).uniform(2.0, 4.0, 40)
+    ]
+    assert share > np.mean(np.array(single) < 0.25) + 0.1, "the redraw must help"
+
+
+def test_training_never_uses_the_held_out_camera(monkeypatch):
+    from smokeclear.synthetic import lowlight_heldout
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training drew from the held-out camera")
+
+    for name in ("heldout_darken", "heldout_curve", "cos4_vignette", "banded_noise"):
+        monkeypatch.setattr(lowlight_heldout, name, refuse)
+    config = LowlightTrainConfig(patch_size=32, adversarial_weight=0)
+    sampler = DarkSampler(TrainingFrames([], tiny_scenes()), config, np.random.default_rng(0))
+    for _ in range(3):
+        sampler.batch(8)
+    # Nor does it import it: of the training code only evaluate() does, inside the function.
+    assert not any("heldout" in name for name in imported(lowlight, top_level_only=True))
+    synthesis = inspect.getmodule(darken_for_training.__globals__["capture"])
+    for module in (lowlight.data, synthesis):
+        assert not any("heldout" in name for name in imported(module)), module.__name__
+
+
+def imported(module, top_level_only: bool = False) -> list[str]:
+    """The modules ``module``'s source imports (at its top level, or anywhere)."""
+    tree = ast.parse(inspect.getsource(module))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    names = []
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            names += [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+    return names
+
+
+def test_the_default_config_rescales_crops_to_the_runtime_work_scales():
+    config = load_config(LowlightTrainConfig, get_restorer("lowlight").default_config, "train")
+    assert config.scale_range == (0.5, 1.0)
+    assert config.identity_fraction == 0.35 and config.camera_fraction == 0.3
 
 
 def test_sampler_batches_are_in_range_deterministic_and_darker():
@@ -241,11 +363,13 @@ def test_sampler_takes_real_pairs_when_real_fraction_is_one():
 
 def test_sampler_takes_photos_when_scene_fraction_is_zero():
     photo = np.full((48, 48, 3), 0.6, np.float32)
-    config = LowlightTrainConfig(patch_size=32, adversarial_weight=0, scene_fraction=0.0)
+    config = LowlightTrainConfig(
+        patch_size=32, adversarial_weight=0, scene_fraction=0.0, identity_fraction=0.0
+    )
     _, clean = DarkSampler(
         TrainingFrames([photo], tiny_scenes()), config, np.random.default_rng(0)
     ).batch(2)
-    assert torch.equal(clean, torch.full_like(clean, 0.6))
+    torch.testing.assert_close(clean, torch.full_like(clean, 0.6))  # rescaling rounds
 
 
 @pytest.mark.parametrize(
@@ -256,6 +380,9 @@ def test_sampler_takes_photos_when_scene_fraction_is_zero():
         {"gamma_range": (0.5, 2.0)},
         {"gamma_range": (3.0, 2.0)},
         {"local_fraction": 0.6, "identity_fraction": 0.5},
+        {"camera_fraction": 0.7, "identity_fraction": 0.4},
+        {"exposure_range": (8.0, 2.0)},
+        {"shot_noise_range": (0.0, 1e-3)},
     ],
 )
 def test_bad_train_config_is_refused(overrides):
@@ -330,16 +457,22 @@ def test_eval_scores_input_baselines_and_model_on_every_set(tmp_path, run_eval, 
         "lowlight", weights, "--pairs-dir", pairs, "--json", tmp_path / "eval.json"
     )
     assert code == 0
-    for text in ("paper protocol", "dark cavities", "real pairs: lol"):
+    for text in (
+        "paper protocol",
+        "dark cavities",
+        "held-out camera: 1/4 of the light",
+        "held-out camera: 1/12 of the light",
+        "real pairs: lol",
+    ):
         assert text in table
     for method in ("| input |", "| gamma inverse |", "| CLAHE |", "| lowlight |"):
-        assert table.count(method) == 3, f"{method} in each of the 3 sets"
+        assert table.count(method) == 5, f"{method} in each of the 5 sets"
     rows = json.loads((tmp_path / "eval.json").read_text())
     harm = [row for row in rows if row["reference"] == "input"]
     assert [(row["label"], row["images"]) for row in harm] == [("scene frames", 4)]
     assert set(harm[0]["scores"]["lowlight"]) == {"psnr", "ssim", "ciede2000"}
     rows = [row for row in rows if row["reference"] == "clean"]
-    assert [row["images"] for row in rows] == [4, 4, 2], "4 test scenes x 1 frame; 2 pairs"
+    assert [row["images"] for row in rows] == [4, 4, 4, 4, 2], "4 test scenes x 1 frame; 2 pairs"
     for row in rows:
         assert set(row["scores"]) == {"input", "gamma inverse", "CLAHE", "lowlight"}
         for scores in row["scores"].values():
