@@ -82,8 +82,16 @@ def schedule_for(config: Any, options: TrainOptions) -> Schedule:
 
 
 def initial_model(spec: RestorerSpec, options: TrainOptions) -> nn.Module:
-    """The network to train: ``--init`` weights (with their own config), else a fresh one
-    built from the ``network:`` section of ``--config`` or the restorer's default config."""
+    """The network to train: when resuming, the run's last checkpoint (with its own config);
+    else ``--init`` weights (likewise), else a fresh one built from the ``network:`` section
+    of ``--config`` or the restorer's default config.
+
+    Resuming takes the network's shape from the checkpoint, so a run started with ``--init``
+    and a train-only ``--config`` resumes without ``--init`` again.
+    """
+    last = options.out_dir / "last.safetensors"
+    if options.resume and last.is_file():
+        return load_restorer(spec, last)
     if options.init_weights is not None:
         log.info("starting from %s", options.init_weights)
         return load_restorer(spec, options.init_weights)

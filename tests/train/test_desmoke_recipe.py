@@ -62,6 +62,20 @@ def test_fine_tuning_starts_from_given_weights(tmp_path: Path, tiny_weights: Pat
     assert metadata["network_config"]["width"] == 4, "the network comes from the init file"
     assert metadata["data_recipe"]["init_weights"] == str(tiny_weights)
 
+    # Resuming needs neither --init nor a network: section: the checkpoint has its shape.
+    driver.train(
+        DESMOKE,
+        TrainOptions(
+            out_dir=tmp_path / "run",
+            config_path=config,
+            resume=True,
+            max_epochs=2,
+            progress=False,
+        ),
+    )
+    metadata = weights_metadata(tmp_path / "run" / "desmoke.safetensors")
+    assert metadata["network_config"]["width"] == 4 and metadata["epochs"] == 2
+
 
 def _sampler(rng, **fields) -> desmoke.PairSampler:
     photos = [rng.random((40, 48, 3), dtype=np.float32) for _ in range(2)]
