@@ -123,12 +123,25 @@ def held_out_cleans(options: EvalOptions, highlights: bool = True) -> list[np.nd
     return cleans
 
 
+#: Rec. 709 luma weights of R, G and B.
+LUMA_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], np.float32)
+#: The mean luma of a well-exposed frame (see :func:`well_exposed`).
+WELL_EXPOSED_LUMA = (0.25, 0.75)
+
+
+def mean_luma(image: np.ndarray) -> float:
+    """Mean Rec. 709 luma of an ``(H, W, 3)`` RGB image in [0, 1]."""
+    return float(image.mean(axis=(0, 1)) @ LUMA_WEIGHTS)
+
+
 def well_exposed(image: np.ndarray) -> bool:
     """Whether an ``(H, W, 3)`` RGB image in [0, 1] is well exposed: mean luma (Rec. 709)
-    in [0.25, 0.75], at most 10 % of it near black (< 0.05) and 10 % blown (> 0.97)."""
-    luma = image @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    in :data:`WELL_EXPOSED_LUMA`, at most 10 % of it near black (< 0.05) and 10 % blown
+    (> 0.97)."""
+    luma = image @ LUMA_WEIGHTS
+    low, high = WELL_EXPOSED_LUMA
     return (
-        0.25 <= float(luma.mean()) <= 0.75
+        low <= float(luma.mean()) <= high
         and float((luma < 0.05).mean()) <= 0.1
         and float((luma > 0.97).mean()) <= 0.1
     )

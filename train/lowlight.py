@@ -56,7 +56,7 @@ from smokeclear.synthetic.lowlight import (
     training_curve,
 )
 from smokeclear.train import data, evaluation
-from smokeclear.train.evaluation import EvalRow
+from smokeclear.train.evaluation import WELL_EXPOSED_LUMA, EvalRow, mean_luma
 from smokeclear.train.losses import (
     AdversarialObjective,
     discriminator_loss,
@@ -143,16 +143,8 @@ class LowlightTrainConfig:
 # --------------------------------------------------------------------------- data
 
 
-#: Mean luma (Rec. 709) bounds of a well-exposed frame, as the do-no-harm row's test
-#: (:func:`smokeclear.train.evaluation.well_exposed`) has them.
-WELL_EXPOSED_LUMA = (0.25, 0.75)
 #: Darkenings drawn again (at most this often) while the result is not yet under-exposed.
 DARKEN_TRIES = 3
-
-
-def mean_luma(image: np.ndarray) -> float:
-    """Mean Rec. 709 luma of an ``(H, W, 3)`` RGB image in [0, 1]."""
-    return float(image.mean(axis=(0, 1)) @ np.array([0.2126, 0.7152, 0.0722]))
 
 
 def darken_for_training(

@@ -58,9 +58,8 @@ def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().clone() for key, value in module.state_dict().items()}
 
 
-def _rank(rank: int, name: str, config: Path, out_dir: Path, results: Path, port: int) -> None:
-    """One rank's tiny training, one epoch and a resumed second; what it did in
-    ``results/rank{rank}.pt``."""
+def _become_rank(rank: int, port: int) -> None:
+    """This process as torchrun's rank ``rank`` of :data:`WORLD_SIZE`, one thread."""
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -69,6 +68,12 @@ def _rank(rank: int, name: str, config: Path, out_dir: Path, results: Path, port
         WORLD_SIZE=str(WORLD_SIZE),
         LOCAL_RANK=str(rank),
     )
+
+
+def _rank(rank: int, name: str, config: Path, out_dir: Path, results: Path, port: int) -> None:
+    """One rank's tiny training, one epoch and a resumed second; what it did in
+    ``results/rank{rank}.pt``."""
+    _become_rank(rank, port)
     record: dict[str, Any] = {"writes": [], "batches": []}
     fit, save_weights, torch_save = loop.fit, loop.save_weights, torch.save
 
@@ -186,14 +191,7 @@ def test_two_ranks_train_alike_on_their_own_batches(name, shared, tmp_path, smal
 
 def _resume_nothing(rank: int, out_dir: Path, results: Path, port: int) -> None:
     """One rank resuming from an empty folder; its error message in ``results``."""
-    torch.set_num_threads(1)
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD_SIZE),
-        LOCAL_RANK=str(rank),
-    )
+    _become_rank(rank, port)
     options = TrainOptions(out_dir=out_dir, resume=True, progress=False)
     config = write_tiny_config(driver.recipe_of(get_restorer("enhance")), results / "tiny.yaml")
     with distributed.session("cpu") as replicas:
