@@ -4,11 +4,15 @@ Data (paper Sec. 5, adapted to the OR):
 
 - clean frames (test-split-free synthetic scene frames rendered without their
   specular highlights, and any clean-photo folders given by path) with a reflection
-  composed by the paper's Eq. 6 with gamma, ``alpha`` in [0.8, 1]: saturated
+  composed by the paper's Eq. 6 with gamma (``alpha`` from ``alpha_range``: 1, not
+  the paper's [0.8, 1], which dims the input against its target): saturated
   specular blobs and streaks, sometimes plus a blurred reflection of another frame
   (:mod:`smokeclear.synthetic.reflection`);
 - the scene's own wet-tissue highlights: a frame rendered with and without them
   (``alpha = 1``, the reflection layer is the linear-light difference);
+- a share of patches with no reflection at all (target = input, ``identity_fraction``),
+  so the network learns to leave a clean frame alone; crops are rescaled first
+  (``scale_range``), so it sees scenes at the sizes both work scales give it;
 - real pairs by path (``blended/`` + ``transmission/`` folders, matched by file
   name), without the composition term, which needs ``alpha`` and ``R``.
 
@@ -88,6 +92,12 @@ class DereflectTrainConfig:
     )  # share of patches from the synthetic scene (rest: photos)
     scene_highlight_fraction: float = bounded(0.5, 0, 1)  # of scene patches: its own highlights
     real_fraction: float = bounded(0.3, 0, 1)  # share of batches from real pairs, when given
+    #: Eq. 6's alpha: the paper's U(0.8, 1) dims the input against its target, which taught
+    #: the net to brighten every frame; highlights add light and glass is not in the scope
+    alpha_range: tuple[float, float] = bounded((1.0, 1.0), 0, 1)
+    #: share of synthetic patches with no reflection (target = input): do no harm
+    identity_fraction: float = bounded(0.2, 0, 1)
+    scale_range: tuple[float, float] = bounded((0.5, 1.0), 0.1, 4)
     validation_size: int = bounded(32, 1, 100_000)
     seed: int = 0
 
@@ -118,8 +128,13 @@ def scene_highlight_pair(
     """
     blended = data.bgr8_to_rgb(scene.render(index).clean)
     transmission = data.bgr8_to_rgb(scene.render(index, highlights=False).clean)
+    return blended, transmission, highlight_layer(blended, transmission), 1.0
+
+
+def highlight_layer(blended: np.ndarray, transmission: np.ndarray) -> np.ndarray:
+    """The reflection of Eq. 6 with ``alpha = 1``: the linear-light difference, display space."""
     linear = np.clip(blended**GAMMA - transmission**GAMMA, 0.0, 1.0)
-    return blended, transmission, (linear ** (1 / GAMMA)).astype(np.float32), 1.0
+    return (linear ** (1 / GAMMA)).astype(np.float32)
 
 
 @dataclass
@@ -128,21 +143,31 @@ class ReflectionSampler(TrainingSampler[DereflectTrainConfig]):
 
     def synthetic(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """One ``(blended, transmission, reflection, alpha)`` patch triple and its alpha."""
-        rng, size = self.rng, self.config.patch_size
-        use_scene = not self.frames.photos or rng.random() < self.config.scene_fraction
+        rng, config = self.rng, self.config
+        size, scales = config.patch_size, config.scale_range
+        identity = rng.random() < config.identity_fraction
+        use_scene = not self.frames.photos or rng.random() < config.scene_fraction
         if use_scene:
             scene = self.frames.scenes[int(rng.integers(len(self.frames.scenes)))]
             index = int(rng.integers(0, 20 * 60 * 30))
-            if rng.random() < self.config.scene_highlight_fraction:
-                blended, transmission, reflection, alpha = scene_highlight_pair(scene, index)
-                crops = data.random_crop((blended, transmission, reflection), size, rng)
-                return (*crops, alpha)
+            if not identity and rng.random() < config.scene_highlight_fraction:
+                blended, transmission, _, alpha = scene_highlight_pair(scene, index)
+                blended, transmission = data.random_crop((blended, transmission), size, rng, scales)
+                # from the rescaled pair, so that Eq. 6 holds exactly for the crop
+                return blended, transmission, highlight_layer(blended, transmission), alpha
             clean = data.bgr8_to_rgb(scene.render(index, highlights=False).clean)
         else:
             clean = self.frames.photos[int(rng.integers(len(self.frames.photos)))]
-        (transmission,) = data.random_crop((clean,), size, rng)
-        (source,) = data.random_crop((self._any_clean(),), size, rng)
-        pair = synthesize(np.ascontiguousarray(transmission), rng, reflection_source=source)
+        (transmission,) = data.random_crop((clean,), size, rng, scales)
+        if identity:
+            return transmission, transmission, np.zeros_like(transmission), 1.0
+        (source,) = data.random_crop((self._any_clean(),), size, rng, scales)
+        pair = synthesize(
+            np.ascontiguousarray(transmission),
+            rng,
+            reflection_source=source,
+            alpha_range=config.alpha_range,
+        )
         return pair.blended, pair.transmission, pair.reflection, pair.alpha
 
     def _any_clean(self) -> np.ndarray:
@@ -327,6 +352,11 @@ def inpaint_highlights(image: np.ndarray) -> np.ndarray:
     return cv2.inpaint(pixels, mask, 3, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
 
 
+#: Eq. 6's alpha in the evaluation: 1, so a score measures the reflection removed, not a
+#: guess at how much the (unknowable) alpha dimmed the frame.
+EVAL_ALPHA = (1.0, 1.0)
+
+
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out synthetic reflections, the scene's highlights, and any real pairs."""
     options = run.options
@@ -337,7 +367,7 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
         rng = np.random.default_rng([11, index])
         source = cleans[(index + len(cleans) // 2) % len(cleans)]
         source = cv2.resize(source, clean.shape[1::-1], interpolation=cv2.INTER_AREA)
-        pair = synthesize(clean, rng, reflection_source=source)
+        pair = synthesize(clean, rng, reflection_source=source, alpha_range=EVAL_ALPHA)
         synthetic.append((pair.transmission, pair.blended))
     highlights = [
         scene_highlight_pair(scene, 97 * k + 13)[1::-1]
@@ -353,8 +383,11 @@ RECIPE = Recipe(
     sampler=ReflectionSampler,
     describe=lambda network: f"width {network.width}, {network.iterations} iterations",
     data_recipe=lambda config: {
-        "reflection": "Eq. 6 with gamma 2.2, alpha U(0.8, 1): specular blobs and streaks, "
+        "reflection": "Eq. 6 with gamma 2.2: specular blobs and streaks, "
         "half the time plus a blurred reflection of another frame (strength U(0.15, 0.5))",
+        "alpha_range": list(config.alpha_range),
+        "identity_fraction": config.identity_fraction,
+        "scale_range": list(config.scale_range),
         "scene_highlights": "scene frames with vs without their wet-tissue highlights",
     },
     loss=lambda config, objective: {

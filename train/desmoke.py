@@ -59,6 +59,10 @@ class DesmokeTrainConfig:
     trace_fraction: float = bounded(0.1, 0, 1)
     #: share of the smoky patches that are scene frames with the scene's own plumes
     plume_fraction: float = bounded(0.3, 0, 1)
+    #: share of render_smoke draws that are the paper's cloud layers (its evaluation's kind)
+    paper_cloud_fraction: float = bounded(0.4, 0, 1)
+    #: share of render_smoke draws whose peak density lies in the upper 40 % (heavy smoke)
+    heavy_fraction: float = bounded(0.25, 0, 1)
     scale_range: tuple[float, float] = bounded((0.5, 1.0), 0.1, 4)
     validation_size: int = bounded(48, 1, 100_000)
     seed: int = 0
@@ -98,13 +102,22 @@ class PairSampler(TrainingSampler[DesmokeTrainConfig]):
                 config.scale_range,
             )
             if rng.random() < 0.5:  # more smoke over the plumes: denser, more varied
-                smoky = render_smoke(np.ascontiguousarray(smoky), rng)
+                smoky = self.smoke(np.ascontiguousarray(smoky))
         else:
             clean = self.clean_patch()
-            smoky = render_smoke(clean, rng)
+            smoky = self.smoke(clean)
         if rng.random() < 0.5:
             smoky, clean = smoky[:, ::-1], clean[:, ::-1]
         return np.clip(smoky, 0.0, 1.0), clean
+
+    def smoke(self, clean: np.ndarray) -> np.ndarray:
+        """``clean`` behind :func:`render_smoke` at this config's paper-cloud and heavy shares."""
+        return render_smoke(
+            clean,
+            self.rng,
+            paper_fraction=self.config.paper_cloud_fraction,
+            heavy_fraction=self.config.heavy_fraction,
+        )
 
     def batch(self, size: int) -> Batch:
         pairs = [self.pair() for _ in range(size)]
@@ -167,7 +180,9 @@ RECIPE = Recipe(
     data_recipe=lambda config: {
         "smoke": "scene plumes (plume_fraction of smoky patches, half with more smoke "
         "on top) and render_smoke: haze / clouds / plume / wisps, peak density U(0.01, 0.97), "
-        "white-grey to yellow-brown, scope light, scattering blur; a quarter paper clouds",
+        "white-grey to yellow-brown, scope light, scattering blur",
+        "paper_cloud_fraction": config.paper_cloud_fraction,
+        "heavy_fraction": config.heavy_fraction,
         "identity_fraction": config.identity_fraction,
         "trace_fraction": config.trace_fraction,
         "trace_density": TRACE_DENSITY,

@@ -246,13 +246,18 @@ def scatter_composite(
 
 
 def render_smoke(
-    clean: np.ndarray, rng: np.random.Generator, max_density: float = MAX_SMOKE_DENSITY
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    max_density: float = MAX_SMOKE_DENSITY,
+    paper_fraction: float = 0.25,
+    heavy_fraction: float = 0.0,
 ) -> np.ndarray:
     """``clean`` behind smoke of a random style, strength, colour, light and scatter.
 
     The peak density is drawn uniformly up to ``max_density`` (from trace wisps to
-    near-opaque at the default; pass :data:`TRACE_DENSITY` for a trace only). A
-    quarter of draws are the paper's white cloud layers under flat light.
+    near-opaque at the default; pass :data:`TRACE_DENSITY` for a trace only), or,
+    for ``heavy_fraction`` of draws, from its upper 40 %. ``paper_fraction`` of
+    draws are the paper's white cloud layers under flat light.
 
     Args:
         clean: ``(H, W, 3)`` float32 RGB in [0, 1].
@@ -263,8 +268,12 @@ def render_smoke(
     if not 0.0 < max_density <= 1.0:
         raise ValueError(f"max_density must lie in (0, 1], got {max_density}")
     height, width = clean.shape[:2]
-    peak = rng.uniform(0.01, 1.0) * max_density
-    if rng.random() < 0.25:
+    for name, share in (("paper_fraction", paper_fraction), ("heavy_fraction", heavy_fraction)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {share}")
+    heavy = rng.random() < heavy_fraction
+    peak = rng.uniform(0.6 if heavy else 0.01, 1.0) * max_density
+    if rng.random() < paper_fraction:
         density = peak * fractal_noise(height, width, rng, base_cells=int(rng.integers(2, 5)))
         return np.clip(composite_smoke(clean, density, random_smoke_colour(rng)), 0.0, 1.0)
     style = SMOKE_STYLES[int(rng.integers(len(SMOKE_STYLES)))]

@@ -100,3 +100,14 @@ def test_render_smoke_spans_trace_to_near_opaque(rng):
     assert max(traces) <= 2 * TRACE_DENSITY + 1e-6, "a trace changes every pixel very little"
     with pytest.raises(ValueError):
         render_smoke(clean, rng, max_density=0.0)
+
+
+def test_render_smoke_heavy_share_draws_dense_smoke(rng):
+    clean = np.zeros((32, 32, 3), np.float32)  # black: the smoke alone shows
+
+    def mean_change(**shares):
+        return np.mean([render_smoke(clean, rng, **shares).mean() for _ in range(30)])
+
+    assert mean_change(heavy_fraction=1.0) > 1.5 * mean_change(heavy_fraction=0.0)
+    with pytest.raises(ValueError, match="paper_fraction"):
+        render_smoke(clean, rng, paper_fraction=1.5)

@@ -64,7 +64,7 @@ def test_mix_loss_follows_eq_13():
 
 
 def test_sampler_batches_are_in_range_deterministic_and_follow_eq_6():
-    config = DereflectTrainConfig(patch_size=32)
+    config = DereflectTrainConfig(patch_size=32, alpha_range=(0.8, 1.0), identity_fraction=0.0)
     scenes = dereflect.data.scenes_for("train", 96, 64)[:1]
 
     def draw(seed):
@@ -80,6 +80,14 @@ def test_sampler_batches_are_in_range_deterministic_and_follow_eq_6():
     assert torch.equal(draw(5).blended, batch.blended)
     linear = batch.transmission**2.2 * batch.alpha.view(-1, 1, 1, 1) + batch.reflection**2.2
     torch.testing.assert_close(batch.blended**2.2, linear.clamp(max=1), atol=2e-2, rtol=0)
+
+
+def test_identity_patches_have_nothing_to_remove():
+    config = DereflectTrainConfig(patch_size=32, identity_fraction=1.0)
+    scenes = dereflect.data.scenes_for("train", 96, 64)[:1]
+    batch = ReflectionSampler(TrainingFrames([], scenes), config, np.random.default_rng(0)).batch(3)
+    assert torch.equal(batch.blended, batch.transmission)
+    assert batch.reflection.abs().max() == 0 and (batch.alpha == 1).all()
 
 
 def test_scene_highlight_pairs_are_exact_eq_6_pairs():
