@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from smokeclear.errors import UserError
+from smokeclear.nets.lowlight import REC709_LUMA
 from smokeclear.nets.wrappers import run_padded
 from smokeclear.train import data
 from smokeclear.train.metrics import ciede2000, psnr, ssim
@@ -124,7 +125,7 @@ def held_out_cleans(options: EvalOptions, highlights: bool = True) -> list[np.nd
 
 
 #: Rec. 709 luma weights of R, G and B.
-LUMA_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], np.float32)
+LUMA_WEIGHTS = np.array(REC709_LUMA, np.float32)
 #: The mean luma of a well-exposed frame (see :func:`well_exposed`).
 WELL_EXPOSED_LUMA = (0.25, 0.75)
 

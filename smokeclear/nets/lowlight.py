@@ -33,6 +33,14 @@ Fusion: the content stream's full-size features and the RNN's ``C`` edge channel
 are concatenated and mapped to RGB by two 3x3 convs (ReLU between). The output
 is the enhanced image itself, as in the paper (no global residual: a low-light
 input is far from its enhancement).
+
+Exposure gate (ours, not in the paper): a frame whose mean luma is already that of
+a well-exposed frame passes through. Over ``pass_through_luma = (low, high)`` the
+output blends from the network's (mean luma ``<= low``) to the input (``>= high``),
+a ramp, so a scene whose light changes slowly does not flicker at one threshold.
+A learnt identity left 24-30 dB of change on well-exposed frames (a small net cannot
+tell a dim but well-exposed frame from a darkened one); the gate makes that decision
+on the whole frame, where it is not ambiguous.
 """
 
 from __future__ import annotations
@@ -50,6 +58,9 @@ from smokeclear.nets.spatial_rnn import DIRECTIONS, SpatialRNN
 #: Downsampling ratios of the encoders and of the multi-scale RNN features.
 SCALES = (2, 4, 8)
 
+#: Rec. 709 luma weights of R, G and B.
+REC709_LUMA = (0.2126, 0.7152, 0.0722)
+
 
 @dataclass(frozen=True)
 class LowlightConfig:
@@ -58,6 +69,9 @@ class LowlightConfig:
     scale_channels: int = bounded(3, 1, 64)  # RNN features per down-convolution scale
     dilation: int = bounded(2, 1, 64)  # paper: the first two content convs are dilated by 2
     max_length: int = bounded(4096, 8, 32768)  # longest frame side an exported graph scans exactly
+    #: mean luma from which the output blends towards the input, reaching it at the second
+    #: value (the exposure gate; equal values: off)
+    pass_through_luma: tuple[float, float] = bounded((0.25, 0.4), 0, 1)
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.edge_width < 1 or self.scale_channels < 1:
@@ -69,6 +83,9 @@ class LowlightConfig:
             raise ValueError(f"dilation must be >= 1, got {self.dilation}")
         if self.max_length < 8:
             raise ValueError(f"max_length must be >= 8, got {self.max_length}")
+        low, high = self.pass_through_luma
+        if low > high:
+            raise ValueError(f"pass_through_luma ({low}, {high}) must go from low to high")
 
     @property
     def rnn_channels(self) -> int:
@@ -228,4 +245,15 @@ class LowlightNet(nn.Module):
         image = image.to(self.fuse[0].weight.dtype)
         hidden, bridges = self.edges(image)
         content, _, _ = self.content(image, bridges)
-        return self.fuse(torch.cat([content, hidden], dim=1))
+        return self.gate(image, self.fuse(torch.cat([content, hidden], dim=1)))
+
+    def gate(self, image: torch.Tensor, enhanced: torch.Tensor) -> torch.Tensor:
+        """``enhanced`` blended towards ``image`` by the frame's mean luma (the exposure gate)."""
+        low, high = self.config.pass_through_luma
+        if high <= low:
+            return enhanced
+        weights = image.new_tensor(REC709_LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+        # in FP32: a frame-wide mean, kept out of FP16 in an exported engine
+        luma = (image.float() * weights).sum(dim=1).mean(dim=(1, 2))
+        passed = ((luma - low) / (high - low)).clamp(0.0, 1.0).to(enhanced.dtype)
+        return enhanced + passed.view(-1, 1, 1, 1) * (image - enhanced)

@@ -16,7 +16,14 @@ DIRECTION_AXES = [(3, False), (3, True), (2, False), (2, True)]
 
 def tiny_net(**overrides) -> LowlightNet:
     torch.manual_seed(0)
-    settings = {"width": 2, "edge_width": 2, "scale_channels": 1, **overrides}
+    # the exposure gate off (random test images are well exposed): it has its own tests
+    settings = {
+        "width": 2,
+        "edge_width": 2,
+        "scale_channels": 1,
+        "pass_through_luma": (0.0, 0.0),
+        **overrides,
+    }
     return LowlightNet(LowlightConfig(**settings)).eval()
 
 
@@ -142,6 +149,21 @@ def test_output_is_the_fusion_of_content_and_edge_streams_and_the_edges_matter()
     assert (output - without_edges).abs().max() > 1e-4, "zeroing the RNN output must change it"
 
 
+def test_the_exposure_gate_passes_well_exposed_frames_and_ramps_below():
+    gated = tiny_net(pass_through_luma=(0.25, 0.4))
+    ungated = tiny_net()
+    bright = 0.45 + 0.1 * torch.rand(1, 3, 16, 16)  # mean luma ~0.5 > 0.4
+    dark = 0.2 * torch.rand(1, 3, 16, 16)  # mean luma ~0.1 < 0.25
+    middle = torch.full((1, 3, 16, 16), 0.325)  # halfway up the ramp
+    with torch.no_grad():
+        torch.testing.assert_close(gated(bright), bright, atol=1e-6, rtol=0)
+        torch.testing.assert_close(gated(dark), ungated(dark), atol=1e-6, rtol=0)
+        halfway = 0.5 * (ungated(middle) + middle)
+        torch.testing.assert_close(gated(middle), halfway, atol=1e-5, rtol=0)
+        both = gated(torch.cat([bright, dark]))  # per frame, not per batch
+    torch.testing.assert_close(both, torch.cat([bright, ungated(dark)]), atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize(
     ("shape", "message"),
     [
@@ -175,6 +197,7 @@ def test_a_side_longer_than_max_length_is_refused():
         {"scale_channels": 0},
         {"dilation": 0},
         {"max_length": 7},
+        {"pass_through_luma": (0.4, 0.25)},
     ],
 )
 def test_bad_config_is_refused(overrides):
