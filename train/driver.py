@@ -35,6 +35,7 @@ from smokeclear.train.loop import (
     initial_model,
     schedule_for,
 )
+from smokeclear.train.metrics import PSNR_8BIT_DB
 from smokeclear.train.options import EvalOptions, TrainOptions
 from smokeclear.train.recipe import EvalRun, Recipe, TrainingFrames
 from smokeclear.train.vgg import optional_features
@@ -210,7 +211,8 @@ def format_table(spec: RestorerSpec, rows: list[EvalRow], work_scale: float = 1.
     if harm:
         title = (
             f"Do no harm: {spec.name}'s output against its input on frames with nothing to fix "
-            f"(network at work scale {work_scale:g})"
+            f"(network at work scale {work_scale:g}; PSNR capped at "
+            f"{PSNR_8BIT_DB:.1f} dB, the PSNR of 8-bit rounding)"
         )
         text += "\n\n" + evaluation.format_harm_table(harm, title)
     return text

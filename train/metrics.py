@@ -12,6 +12,16 @@ def psnr(reference: np.ndarray, test: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
 
 
+#: The PSNR of rounding to 8 bits (a uniform error of up to half a step: MSE 1 / (12 * 255^2)).
+PSNR_8BIT_DB = float(10.0 * np.log10(12 * 255.0**2))
+
+
+def display_psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    """:func:`psnr` capped at :data:`PSNR_8BIT_DB`: a change smaller than 8-bit rounding
+    does not show on a display, and a mean over frames stays finite."""
+    return min(psnr(reference, test), PSNR_8BIT_DB)
+
+
 def ssim(reference: np.ndarray, test: np.ndarray) -> float:
     """Mean SSIM with the paper's settings: Gaussian window sigma 1.5, K1 0.01, K2 0.03.
 

@@ -2,13 +2,21 @@ import cv2
 import numpy as np
 import pytest
 
-from smokeclear.train.metrics import ciede2000, hsv_mse, psnr, ssim
+from smokeclear.train.metrics import PSNR_8BIT_DB, ciede2000, display_psnr, hsv_mse, psnr, ssim
 
 
 def test_psnr_known_value():
     reference = np.zeros((4, 4, 3))
     assert psnr(reference, reference + 0.1) == pytest.approx(20.0)
     assert psnr(reference, reference) == float("inf")
+
+
+def test_display_psnr_caps_at_8_bit_rounding(rng):
+    image = rng.random((64, 64, 3))
+    rounded = np.round(image * 255) / 255
+    assert display_psnr(image, image) == PSNR_8BIT_DB == pytest.approx(58.92, abs=0.01)
+    assert psnr(image, rounded) == pytest.approx(PSNR_8BIT_DB, abs=0.2), "what 8-bit rounding does"
+    assert display_psnr(image, image + 0.1) == pytest.approx(20.0)
 
 
 def test_ssim_is_one_for_identical_and_falls_with_noise(rng):
