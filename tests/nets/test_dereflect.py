@@ -81,6 +81,20 @@ def test_more_iterations_refine_the_previous_estimate():
     assert not torch.equal(first.transmission, second.transmission)
 
 
+def test_the_confidence_gate_changes_a_frame_only_where_a_reflection_is_located():
+    gated, plain = tiny_net(iterations=1), tiny_net(iterations=1, confidence_gate=False)
+    plain.load_state_dict(gated.state_dict())
+    image = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        (step,) = gated.iterate(image)
+        (ungated,) = plain.iterate(image)
+        expected = image + step.confidence * (ungated.transmission - image)
+        torch.testing.assert_close(step.transmission, expected, atol=1e-6, rtol=0)
+        assert (ungated.transmission - image).abs().max() > 1e-3, "the tiny net changes it"
+        gated.step.confidence_head[-1].bias.fill_(-30.0)  # confidence ~0: nothing located
+        torch.testing.assert_close(gated(image), image, atol=1e-6, rtol=0)
+
+
 def test_paper_output_head_is_non_negative():
     net = tiny_net(residual=False)
     with torch.no_grad():
