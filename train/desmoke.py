@@ -17,13 +17,19 @@ evaluation only) at its density levels.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from smokeclear.config import bounded
+from smokeclear.nets.loading import build_network, load_restorer, save_weights
+from smokeclear.registry import get_restorer
 from smokeclear.synthetic.smoke import (
     DENSITY_OPACITY,
     TRACE_DENSITY,
@@ -195,3 +201,43 @@ RECIPE = Recipe(
     tiny_network={"width": 4, "max_channels": 16},
     tiny_train={**TINY_TRAIN, "patch_size": 64},
 )
+
+
+def gated_network(weights: Path) -> nn.Module:
+    """The desmoke network in ``weights`` with a smoke gate added, fully open
+    (:meth:`DesmokeNet.open_gate`), so that fine-tuning starts from what it does."""
+    spec = get_restorer("desmoke")
+    trained = load_restorer(spec, weights)
+    if trained.config.smoke_gate:
+        raise ValueError(f"{weights} already has a smoke gate; fine-tune it with --init")
+    config = dataclasses.replace(trained.config, smoke_gate=True)
+    network = build_network(spec, config)
+    missing, unexpected = network.load_state_dict(trained.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("to_gate.") for key in missing):
+        raise ValueError(f"{weights} does not fit a gated desmoke net: {missing} {unexpected}")
+    network.open_gate()
+    return network
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m smokeclear.train.desmoke gate IN OUT``: IN's network with an open smoke gate."""
+    parser = argparse.ArgumentParser(prog="python -m smokeclear.train.desmoke")
+    parser.add_argument("what", choices=["gate"], help="the start to write")
+    parser.add_argument("weights", type=Path, help="the desmoke .safetensors to start from")
+    parser.add_argument("out", type=Path, help="the .safetensors file to write")
+    args = parser.parse_args(argv)
+    try:
+        network = gated_network(args.weights)
+    except ValueError as error:
+        parser.error(str(error))
+    save_weights(
+        network,
+        args.out,
+        get_restorer("desmoke"),
+        {"start": f"{args.weights.name} with an open smoke gate (train.desmoke.gated_network)"},
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,12 @@ Layout, after the paper's Fig. 2:
   reached 18.6 dB (2-core CPU, batch 8, 128 px patches), so it trains in the time
   we have. Either way no physical model or transmission map is estimated.
 
+With ``smoke_gate`` (ours, not in the paper) a 1x1 conv on the last decoder
+features predicts a map ``g`` in (0, 1), and the correction is ``g`` times the
+RGB head's: ``X + g * correction``. Where ``g`` is 0 the output is the input
+exactly, so a frame without smoke can pass unchanged however the rest of the
+network would move it; training's identity patches teach ``g`` where that is.
+
 Max pooling is used without indices (TensorRT rejects MaxPool index outputs).
 Channel counts double per level from ``width`` and stop at ``max_channels``;
 ``width`` 8 is the real-time preset shipped with the package.
@@ -33,6 +39,9 @@ from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
 from smokeclear.nets.pyramid import laplacian_pyramid
 
+#: The smoke gate's starting bias: sigmoid(4) = 0.98, the correction almost whole.
+GATE_OPEN_BIAS = 4.0
+
 
 @dataclass(frozen=True)
 class DesmokeConfig:
@@ -43,6 +52,7 @@ class DesmokeConfig:
     levels: int = bounded(6, 3, 10)
     guided_radius: int = bounded(3, 0, 64)
     guided_eps: float = bounded(1.0, 0, 1e6, low_open=True)
+    smoke_gate: bool = False  # ours: X + g * correction, g a predicted map in (0, 1)
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.max_channels < self.width:
@@ -100,6 +110,7 @@ class DesmokeNet(nn.Module):
                 conv_block(2 * channels[level], channels[level], config.decoder_convs)
             )
         self.to_rgb = nn.Conv2d(channels[0], 3, 1)
+        self.to_gate = nn.Conv2d(channels[0], 1, 1) if config.smoke_gate else None
 
     @property
     def input_multiple(self) -> int:
@@ -123,4 +134,16 @@ class DesmokeNet(nn.Module):
         skips = reversed(features[:-1])
         for upsample, block, skip in zip(self.upsample, self.decoder, skips, strict=True):
             hidden = block(torch.cat([upsample(hidden), skip], dim=1))
-        return image.to(dtype) + self.to_rgb(hidden)
+        correction = self.to_rgb(hidden)
+        if self.to_gate is not None:
+            correction = torch.sigmoid(self.to_gate(hidden)) * correction
+        return image.to(dtype) + correction
+
+    def open_gate(self, bias: float = GATE_OPEN_BIAS) -> None:
+        """Start the smoke gate fully open (``g`` = sigmoid(``bias``) everywhere), so a
+        network fine-tuned with the gate starts as the one it was loaded from."""
+        if self.to_gate is None:
+            raise ValueError("this network has no smoke gate (smoke_gate: false)")
+        with torch.no_grad():
+            self.to_gate.weight.zero_()
+            self.to_gate.bias.fill_(bias)

@@ -55,3 +55,22 @@ def test_desmoke_trains():
 def test_config_validation(field):
     with pytest.raises(ValueError):
         DesmokeConfig(**{field: 0})
+
+
+def test_the_smoke_gate_scales_the_correction_and_can_pass_the_input_through():
+    torch.manual_seed(0)
+    plain = DesmokeNet(DesmokeConfig(width=2, max_channels=4, levels=3)).eval()
+    gated = DesmokeNet(DesmokeConfig(width=2, max_channels=4, levels=3, smoke_gate=True)).eval()
+    gated.load_state_dict({**gated.state_dict(), **plain.state_dict()})
+    image = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        correction = plain(image) - image
+        assert correction.abs().max() > 1e-3, "the tiny net changes the frame"
+        gated.open_gate(bias=50.0)  # g = 1: the plain net
+        torch.testing.assert_close(gated(image), plain(image), atol=1e-6, rtol=0)
+        gated.open_gate(bias=0.0)  # g = 0.5
+        torch.testing.assert_close(gated(image) - image, 0.5 * correction, atol=1e-6, rtol=0)
+        gated.open_gate(bias=-50.0)  # g = 0: the input itself
+        torch.testing.assert_close(gated(image), image, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="no smoke gate"):
+        plain.open_gate()

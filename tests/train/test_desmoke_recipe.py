@@ -113,3 +113,21 @@ def test_config_rejects_shares_over_one(tmp_path: Path):
     config.write_text("train: {identity_fraction: 0.7, trace_fraction: 0.5}\n")
     with pytest.raises(UserError, match="exceed 1"):
         load_config(desmoke.DesmokeTrainConfig, config, section="train")
+
+
+def test_the_gated_start_does_what_its_source_did(tmp_path: Path, tiny_weights: Path, capsys):
+    import torch
+
+    from smokeclear.nets.loading import load_restorer, weights_metadata
+
+    out = tmp_path / "gated.safetensors"
+    desmoke.main(["gate", str(tiny_weights), str(out)])
+    source, gated = load_restorer(DESMOKE, tiny_weights), load_restorer(DESMOKE, out)
+    assert weights_metadata(out)["network_config"]["smoke_gate"] is True
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        change, gated_change = source(image) - image, gated(image) - image
+    torch.testing.assert_close(gated_change, torch.sigmoid(torch.tensor(4.0)) * change)
+    with pytest.raises(SystemExit):
+        desmoke.main(["gate", str(out), str(tmp_path / "twice.safetensors")])
+    assert "already has a smoke gate" in capsys.readouterr().err
