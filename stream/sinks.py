@@ -146,6 +146,9 @@ class VideoRecorder:
             of video; None: one file.
         min_free_gb: stop recording when the folder's disk has less free space than
             this many GB (checked about once a second); None: no check.
+        make_room: called (on the recorder's thread) when the disk is below
+            ``min_free_gb``, before the recording is stopped: e.g. delete the oldest
+            recordings. The recording goes on if there is room afterwards.
     """
 
     name = "recorder"
@@ -156,6 +159,7 @@ class VideoRecorder:
         lossless_queue: bool = False,
         segment_seconds: float | None = None,
         min_free_gb: float | None = None,
+        make_room: Callable[[], None] | None = None,
     ) -> None:
         check_container(path)
         if not path.parent.is_dir():
@@ -178,6 +182,7 @@ class VideoRecorder:
         self.path = path
         self.segment_seconds = segment_seconds
         self.min_free_gb = min_free_gb
+        self.make_room = make_room
         self._lossless = lossless_queue
         self._queue: BoundedQueue[np.ndarray] | None = None
         self._thread: threading.Thread | None = None
@@ -264,6 +269,12 @@ class VideoRecorder:
             return False
         self._next_disk_check = time.monotonic() + 1.0
         free_gb = shutil.disk_usage(self.path.parent).free / 1e9
+        if free_gb < self.min_free_gb and self.make_room is not None:
+            try:
+                self.make_room()
+            except OSError as error:
+                log.warning("could not make room in %s: %s", self.path.parent, error)
+            free_gb = shutil.disk_usage(self.path.parent).free / 1e9
         if free_gb >= self.min_free_gb:
             return False
         self._stop(
