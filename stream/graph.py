@@ -152,6 +152,8 @@ class Graph:
         # Outputs of the current engine the guard stopped since its last good one (watchdog).
         self.guard_rejections_in_a_row = 0
         self.switching_to: str | None = None  # the restorer a switch_engine() is warming
+        self.last_mode: Mode | None = None  # what the view showed last, and when (monotonic)
+        self.last_presented_ns = 0
 
     # ------------------------------------------------------------------ public
 
@@ -404,6 +406,7 @@ class Graph:
                 self.counters.bypassed += 1
                 self.counters.count_bypass(self._bypass_reason())
         presented_ns = time.monotonic_ns()
+        self.last_mode, self.last_presented_ns = presentation.mode, presented_ns
         if frame is not None:
             frame.stamps["presented"] = presented_ns
             self.latency.record_presented(frame, presentation.mode, presented_ns)

@@ -84,15 +84,20 @@ class WindowSink:
         on_key: called with every other key pressed (its code, 0-254), e.g.
             :meth:`smokeclear.stream.controls.LiveControls.handle_key`. It runs in the
             display loop: an error in it is logged, never raised.
+        fullscreen: fill the monitor the window opens on (an OR display).
     """
 
     name = "window"
 
     def __init__(
-        self, title: str = "smokeclear", on_key: Callable[[int], object] | None = None
+        self,
+        title: str = "smokeclear",
+        on_key: Callable[[int], object] | None = None,
+        fullscreen: bool = False,
     ) -> None:
         self.title = title
         self.on_key = on_key
+        self.fullscreen = fullscreen
         self._open = False
 
     def start(self, width: int, height: int, fps: float) -> None:
@@ -103,6 +108,8 @@ class WindowSink:
             )
         cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         cv2.resizeWindow(self.title, width, height)
+        if self.fullscreen:
+            cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
         self._open = True
 
     def write(self, view: np.ndarray) -> None:
