@@ -25,8 +25,11 @@ def notify(state: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Never block: this runs on the event loop and in signal handlers, and a
+            # reader that stopped reading must not stop the daemon.
+            sock.setblocking(False)
             sock.connect(address)
-            sock.sendall(state.encode())
+            sock.send(state.encode())
     except OSError as error:
         log.warning("sd_notify %s to %s failed: %s", state, address.lstrip("\0"), error)
         return False
