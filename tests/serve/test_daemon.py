@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -86,10 +87,8 @@ def notify_socket(tmp_path: Path):
 
         def read() -> None:
             while not done.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     messages.append(listener.recv(256).decode())
-                except TimeoutError:
-                    pass
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
