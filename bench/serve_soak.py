@@ -100,10 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         client = httpx.Client(base_url=base, headers=headers, timeout=10)
         while client.get("/readyz").status_code != 200:
             time.sleep(0.5)
-        preview = subprocess.Popen(
-            ["curl", "-sN", "-H", f"Authorization: Bearer {TOKEN}", "-o", "/dev/null",
-             f"{base}/api/pipelines/scope1/preview.mjpg"]  # fmt: skip
-        )
+        auth = f"Authorization: Bearer {TOKEN}"
+        url = f"{base}/api/pipelines/scope1/preview.mjpg"
+        preview = subprocess.Popen(["curl", "-sN", "-H", auth, "-o", "/dev/null", url])
         stop = threading.Event()
 
         def scrape() -> None:
