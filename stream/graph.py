@@ -462,13 +462,16 @@ class Graph:
             if not previous.thread.is_alive() and not self.stop.wait(0.5):
                 previous.engine.close()
 
+    @property
+    def shown_fps(self) -> float:
+        """The rate of the last 30 views shown (0 before two)."""
+        times = self._shown_times[-30:]
+        if len(times) > 1 and times[-1] > times[0]:
+            return (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
+        return 0.0
+
     def _detail(self) -> str:
-        times = self._shown_times
-        rate = (
-            (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
-            if len(times) > 1 and times[-1] > times[0]
-            else 0.0
-        )
+        rate = self.shown_fps
         gain = detail_gain_label(self.controls.detail_gain, self.controls.detail_gain_fixed)
         return f"{self.engine.name}  {rate:4.1f} fps" + (f"  {gain}" if gain else "")
 

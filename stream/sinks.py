@@ -205,6 +205,12 @@ class VideoRecorder:
     def dropped(self) -> int:
         return self._queue.dropped if self._queue else 0
 
+    @property
+    def writing(self) -> Path | None:
+        """The (partial) file being written now; None once stopped or closed."""
+        writer = self._writer
+        return writer.partial if writer is not None else None
+
     def segment_path(self, index: int) -> Path:
         """The file of segment ``index`` (from 1), or the path itself without segments."""
         if self.segment_seconds is None:

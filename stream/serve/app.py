@@ -6,6 +6,10 @@ video or changes what the surgeon sees: it needs ``Authorization: Bearer <token>
 or the ``smokeclear_token`` cookie that ``POST /api/login`` sets (HttpOnly,
 SameSite=Strict), compared in constant time. Bodies are JSON objects of at most
 ``server.max_body_bytes``; anything else is a 4xx with the reason, never a 5xx.
+
+Without a token (allowed on a loopback address only) a request must name a loopback
+host in its ``Host`` header: a web page in the tower's browser cannot reach the API
+by DNS rebinding.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from smokeclear.stream.serve.pipelines import Pipeline, Pipelines
 
 TOKEN_COOKIE = "smokeclear_token"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 BOUNDARY = "smokeclear-frame"
 
 
@@ -48,6 +53,11 @@ def create_app(
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
+        if token is None and host_name(request.headers.get("host", "")) not in LOOPBACK_NAMES:
+            return JSONResponse(
+                {"detail": "without a token the API answers loopback host names only"},
+                status_code=421,
+            )
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > server.max_body_bytes):
             return JSONResponse(
@@ -192,6 +202,12 @@ def create_app(
         )
 
     return app
+
+
+def host_name(host: str) -> str:
+    """``127.0.0.1:8600`` -> ``127.0.0.1``; ``[::1]:8600`` -> ``[::1]``."""
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() and not host.endswith("]") else host
 
 
 def status_of(pipeline: Pipeline) -> dict[str, Any]:

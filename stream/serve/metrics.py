@@ -128,7 +128,7 @@ class PipelineCollector(Collector):
             if record.config is not None:
                 free.add_metric([name], shutil.disk_usage(record.config.dir).free)
             up.add_metric([name], int(pipeline.showing))
-            bypass_switch.add_metric([name], int(pipeline.status().bypass))
+            bypass_switch.add_metric([name], int(pipeline.bypass))
         yield from (captured, shown, processed, bypassed, dropped, late, rejected, infer_errors)
         yield from (bad_frames, restarts, switch_failures, reconnects, pipeline_restarts)
         yield from (recording, segments, rec_bytes, rec_errors, rec_deleted, free, up)

@@ -110,9 +110,7 @@ class RecordingSwitch:
     @property
     def current_file(self) -> Path | None:
         recorder = self._recorder
-        if recorder is None or recorder._writer is None:
-            return None
-        return recorder._writer.partial
+        return recorder.writing if recorder is not None else None
 
     def segments(self) -> list[Path]:
         """Every segment this pipeline wrote in this process, the current one included."""
@@ -336,6 +334,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------ controls
 
+    @property
+    def bypass(self) -> bool:
+        return self._bypass
+
     def set_bypass(self, on: bool) -> None:
         self._bypass = on
         graph = self.graph
@@ -392,16 +394,12 @@ class Pipeline:
     def status(self) -> PipelineStatus:
         graph = self.graph
         latency: dict[str, dict[str, float]] = {}
-        fps = 0.0
         if graph is not None:
             for stage in ("infer", "end to end, processed", "end to end, bypass"):
                 samples = graph.latency.samples(stage)
                 if samples:
                     p = percentiles(samples)
                     latency[stage] = {"p50": round(p.p50, 2), "p99": round(p.p99, 2)}
-            times = graph._shown_times[-30:]
-            if len(times) > 1 and times[-1] > times[0]:
-                fps = (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
         recording = self.recording
         current = recording.current_file
         return PipelineStatus(
@@ -411,7 +409,7 @@ class Pipeline:
             engine=graph.engine.name if graph is not None else None,
             mode=graph.last_mode.value if graph is not None and graph.last_mode else None,
             showing=self.showing,
-            fps=round(fps, 1),
+            fps=round(graph.shown_fps, 1) if graph is not None else 0.0,
             latency_ms=latency,
             recording={
                 "configured": recording.config is not None,
@@ -420,7 +418,7 @@ class Pipeline:
                 "segments": len(recording.segments()),
                 "alert": recording.alert,
             },
-            bypass=self._bypass,
+            bypass=self.bypass,
             switching_to=graph.switching_to if graph is not None else None,
             error=self.error,
             restarts=self.restarts,
