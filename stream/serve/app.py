@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import json
 import threading
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ def create_app(
     /api is open to local processes). ``closing``: set on shutdown; ends previews."""
     app = FastAPI(title="smokeclear", docs_url=None, redoc_url=None, openapi_url=None)
     page = resources.files("smokeclear.stream.serve").joinpath("page.html").read_text()
+    previews = PreviewSlots(server.max_previews)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -195,8 +197,12 @@ def create_app(
     def preview(name: str, request: Request) -> StreamingResponse:
         require_token(request)
         pipeline = pipeline_named(name)
+        if not previews.take():
+            raise HTTPException(
+                429, f"{server.max_previews} previews are open (server.max_previews); close one"
+            )
         return StreamingResponse(
-            mjpeg_frames(pipeline, request, server, closing),
+            mjpeg_frames(pipeline, request, server, closing, previews.give_back),
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             headers={"Cache-Control": "no-store"},
         )
@@ -227,8 +233,43 @@ def encode_preview(view, width: int) -> bytes:
     return jpeg.tobytes()
 
 
-async def mjpeg_frames(pipeline: Pipeline, request: Request, server: ServerConfig, closing):
-    """``multipart/x-mixed-replace`` parts at ``server.preview_fps``, each a new view."""
+class PreviewSlots:
+    """At most ``limit`` previews at once: each one encodes its own JPEGs."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+async def mjpeg_frames(
+    pipeline: Pipeline,
+    request: Request,
+    server: ServerConfig,
+    closing: threading.Event,
+    done: Callable[[], None],
+):
+    """``multipart/x-mixed-replace`` parts at ``server.preview_fps``, each a new view;
+    ``done`` is called when the client has gone."""
+    try:
+        async for part in _mjpeg_parts(pipeline, request, server, closing):
+            yield part
+    finally:
+        done()
+
+
+async def _mjpeg_parts(pipeline: Pipeline, request: Request, server: ServerConfig, closing):
     period = 1.0 / server.preview_fps
     sent = -1
     while not closing.is_set() and not await request.is_disconnected():

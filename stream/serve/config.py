@@ -42,6 +42,7 @@ class ServerConfig:
     max_body_bytes: int = bounded(4096, 64, 1_048_576)  # larger request bodies get 413
     preview_fps: float = bounded(5.0, 0.5, 30.0)  # MJPEG preview rate
     preview_width: int = bounded(640, 64, 3840)  # preview frames are scaled down to this
+    max_previews: int = bounded(4, 1, 32)  # previews watched at once; more get 429
 
 
 @dataclass(frozen=True)

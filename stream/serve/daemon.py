@@ -120,7 +120,8 @@ class _Server(uvicorn.Server):
             access_log=False,
             # An open MJPEG preview never ends by itself: do not wait for it long.
             timeout_graceful_shutdown=2,
-            limit_concurrency=64,
+            # Far above what a control page and monitoring use; previews have their own cap.
+            limit_concurrency=256,
         )
         super().__init__(config)
         self.daemon = daemon

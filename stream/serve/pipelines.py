@@ -20,6 +20,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,9 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 LATENCY_WINDOW = 2048
 #: A pipeline is "showing frames" if its view changed this recently.
 SHOWING_WITHIN_S = 2.0
+
+#: ``(pipeline, stage, seconds)`` for every latency sample (the Prometheus histograms).
+LatencyObserver = Callable[[str, str, float], None]
 
 
 class PreviewTap:
@@ -222,7 +226,9 @@ class Pipeline:
             sample of every graph it runs (the Prometheus histograms).
     """
 
-    def __init__(self, config: PipelineConfig, observe_latency=None) -> None:
+    def __init__(
+        self, config: PipelineConfig, observe_latency: LatencyObserver | None = None
+    ) -> None:
         self.config = config
         self.name = config.name
         self.restorer = config.restorer  # the API may switch it; a restart keeps the switch
@@ -446,7 +452,7 @@ def add_counters(total: Counters, more: Counters) -> None:
 class Pipelines:
     """The running pipelines by name; :meth:`apply` makes them match a config."""
 
-    def __init__(self, observe_latency=None) -> None:
+    def __init__(self, observe_latency: LatencyObserver | None = None) -> None:
         self.observe_latency = observe_latency
         self.by_name: dict[str, Pipeline] = {}
         self._lock = threading.Lock()

@@ -241,3 +241,23 @@ def test_without_a_token_only_loopback_host_names_are_answered(daemon):
     assert asyncio.run(get("/api/pipelines", "evil.example:8600")) == 421, "DNS rebinding"
     assert asyncio.run(get("/healthz", "[::1]:8600")) == 200
     assert asyncio.run(get("/healthz", "localhost")) == 200
+
+
+def test_previews_beyond_max_previews_get_429_and_slots_come_back(client, daemon):
+    import contextlib
+
+    limit = daemon.config.server.max_previews
+    url = "/api/pipelines/or1/preview.mjpg"
+    with contextlib.ExitStack() as stack:
+        for _ in range(limit):
+            opened = stack.enter_context(client.stream("GET", url))
+            assert opened.status_code == 200
+        refused = client.get(url)
+        assert refused.status_code == 429 and "max_previews" in refused.json()["detail"]
+    wait_for(lambda: client.get("/api/pipelines/or1/preview.jpg").status_code == 200, 5, "a jpg")
+
+    def one_more() -> bool:
+        with client.stream("GET", url) as again:
+            return again.status_code == 200
+
+    wait_for(one_more, 10, "a preview slot after the others closed")
