@@ -123,3 +123,23 @@ def test_without_delete_oldest_a_full_disk_stops_recording_with_an_alert(tmp_pat
 def test_recording_without_a_record_section_is_refused():
     with pytest.raises(UserError, match="no record section"):
         RecordingSwitch("or1", None).set(True)
+
+
+@pytest.mark.expect_errors
+def test_one_pipeline_failing_never_stops_another(tmp_path):
+    broken = PIPELINE | {"name": "broken", "source": str(tmp_path / "gone.mp4")}
+    daemon = Daemon(load_serve_config(write_config(tmp_path, [PIPELINE | {"name": "ok"}, broken])))
+    daemon.start()
+    try:
+        ok, failing = daemon.pipelines.get("ok"), daemon.pipelines.get("broken")
+        wait_for(lambda: failing.restarts >= 1 and ok.showing, 30, "a restart of broken")
+        assert "gone.mp4" in (failing.error or ""), failing.error
+        with httpx.Client(base_url=f"http://127.0.0.1:{daemon.port}") as client:
+            ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert any(reason.startswith("broken: ") for reason in ready.json()["reasons"])
+        shown = ok.counters().captured
+        wait_for(lambda: ok.counters().captured > shown + 5, 10, "ok to go on")
+        assert ok.restarts == 0
+    finally:
+        daemon.close()
