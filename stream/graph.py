@@ -74,7 +74,8 @@ class GraphSettings:
     max_frames: int | None = None
     no_signal_after_ms: float | None = None  # default: max(500 ms, 3 frame periods)
     restart_after_s: float = 2.0  # engine hung or failing this long -> fresh engine
-    # Keep only the newest N latency samples per stage (an always-on service); None: all.
+    # Keep only the newest N latency samples per stage and N timeline windows (an
+    # always-on service: flat memory); None: all (a run's report).
     latency_window: int | None = None
 
     @property
