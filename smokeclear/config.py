@@ -59,7 +59,7 @@ def field_bounds(cls: type) -> dict[str, Bounds]:
 def _check_bounds(cls: type, values: dict[str, Any], source: str) -> None:
     """Raise a :class:`UserError` for the first of ``values`` outside its field's bounds."""
     for name, bounds in field_bounds(cls).items():
-        if name not in values:
+        if values.get(name) is None:  # absent, or an optional field left out
             continue
         value = values[name]
         items = value if isinstance(value, tuple) else (value,)

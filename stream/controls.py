@@ -1,4 +1,5 @@
-"""What the viewer changes while a graph runs: the detail gain, from the window's keys.
+"""What the viewer changes while a graph runs: the detail gain, from the window's keys,
+and the bypass switch (raw frames, labelled), from a service's control page.
 
 The infer stage hands each change to its engine before the next frame (see
 :class:`~smokeclear.stream.graph.InferWorker`), and to a fresh engine after a hang.
@@ -32,6 +33,16 @@ class LiveControls:
         self._detail_gain = detail_gain
         self._fixed = False
         self._version = 0
+        self._bypass = False
+
+    @property
+    def bypass(self) -> bool:
+        """The surgeon asked for the raw picture: every frame is shown as BYPASS."""
+        return self._bypass  # one bool: read without the lock, once per presenter tick
+
+    def set_bypass(self, on: bool) -> None:
+        with self._lock:
+            self._bypass = bool(on)
 
     @property
     def detail_gain(self) -> float | None:

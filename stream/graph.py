@@ -20,7 +20,10 @@ sinks are closed, and recordings finalised, however the run ends.
 Live controls (:class:`~smokeclear.stream.controls.LiveControls`): the viewer
 changes the detail gain while the graph runs (``[`` and ``]`` in the window); the
 infer stage hands each change to its engine before the next frame, and to a fresh
-engine after a hang.
+engine after a hang. A service also switches the surgeon's bypass
+(:meth:`LiveControls.set_bypass`: raw frames, labelled) and the restorer
+(:meth:`Graph.switch_engine`: BYPASS while the new engine warms, the old one kept if
+the new one fails).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from smokeclear.engines.output_guard import guarded_download
 from smokeclear.errors import FrameFormatError, UserError
 from smokeclear.stream.controls import LiveControls
 from smokeclear.stream.frame import Frame, Mode
+from smokeclear.stream.infer import InferWorker
 from smokeclear.stream.overlay import (
     compose_view,
     detail_gain_label,
@@ -70,6 +74,9 @@ class GraphSettings:
     max_frames: int | None = None
     no_signal_after_ms: float | None = None  # default: max(500 ms, 3 frame periods)
     restart_after_s: float = 2.0  # engine hung or failing this long -> fresh engine
+    # Keep only the newest N latency samples per stage and N timeline windows (an
+    # always-on service: flat memory); None: all (a run's report).
+    latency_window: int | None = None
 
     @property
     def budget_ns(self) -> int:
@@ -81,108 +88,6 @@ class GraphSettings:
         if self.no_signal_after_ms is not None:
             return int(self.no_signal_after_ms * 1e6)
         return max(500_000_000, 3 * self.budget_ns)
-
-
-class InferWorker:
-    """The infer stage. A watchdog can supersede it; a superseded worker exits quietly."""
-
-    def __init__(self, graph: Graph, generation: int, engine: Engine | None) -> None:
-        self.graph = graph
-        self.generation = generation
-        self.engine = engine  # None: make and start a fresh one first (recovery)
-        self.busy_since_ns: int | None = None
-        self.consecutive_failures = 0
-        # The live-controls version this worker's engine has; -1: apply them before frame one.
-        self.controls_version = -1
-        self.thread = threading.Thread(target=self._run, name=f"infer-{generation}", daemon=True)
-
-    @property
-    def current(self) -> bool:
-        return self.graph.infer_worker is self
-
-    def _run(self) -> None:
-        graph = self.graph
-        if self.engine is None and not self._start_fresh_engine():
-            return
-        inbox, outbox = graph.to_infer, graph.to_postprocess
-        while self.current:
-            item = inbox.get()
-            if item is END_OF_STREAM:
-                if self.current:
-                    outbox.close()
-                return
-            frame: Frame = item
-            if frame.engine is not self.engine:
-                # Uploaded by the engine this worker replaced: a frame is processed by one
-                # engine from upload to download, so it is shown raw (BYPASS) instead.
-                frame.engine = frame.tensor = None
-                if graph.realtime:
-                    continue
-                try:
-                    outbox.put(frame)
-                except QueueClosed:
-                    return
-                continue
-            frame.stamp("infer_start")
-            self.busy_since_ns = frame.stamps["infer_start"]
-            try:
-                self._apply_live_controls()  # inside the watchdog's view: it may touch the GPU
-                frame.tensor = self.engine.infer(frame.tensor)
-                self.consecutive_failures = 0
-            except Exception as error:
-                self.consecutive_failures += 1
-                graph.counters.infer_errors += 1
-                if graph.counters.infer_errors in (1, 10) or graph.counters.infer_errors % 100 == 0:
-                    log.error(
-                        "inference failed (%d so far): %s", graph.counters.infer_errors, error
-                    )
-                frame.engine = frame.tensor = None
-                if graph.realtime:
-                    continue  # its deadline passes and the presenter shows the live frame
-            finally:
-                self.busy_since_ns = None
-            if not self.current:
-                return  # superseded while this frame ran: the new worker owns the output
-            frame.stamp("infer_end")
-            try:
-                outbox.put(frame)
-            except QueueClosed:
-                return
-
-    def _apply_live_controls(self) -> None:
-        """Hand a changed detail gain to the engine (never raises: the frame still runs)."""
-        controls = self.graph.controls
-        version, gain = controls.snapshot()
-        if version == self.controls_version:
-            return
-        self.controls_version = version
-        if gain is None:
-            return
-        try:
-            applied = self.engine.set_detail_gain(gain)
-        except Exception as error:
-            log.warning("could not change the detail gain to x%g: %s", gain, error)
-            applied = False
-        if not applied:
-            controls.fix_detail_gain()
-        else:
-            log.debug("detail gain x%g from the next frame on", gain)
-
-    def _start_fresh_engine(self) -> bool:
-        graph = self.graph
-        try:
-            engine = graph.engine_factory()
-            engine.start(graph.settings.height, graph.settings.width)
-        except Exception as error:
-            log.error("could not start a fresh engine: %s (the view stays in BYPASS)", error)
-            return False
-        if not self.current:
-            engine.close()
-            return False
-        self.engine = engine
-        graph.engine = engine
-        log.warning("fresh engine %s running (generation %d)", engine.name, self.generation)
-        return True
 
 
 class Graph:
@@ -217,8 +122,8 @@ class Graph:
         self.controls = LiveControls(settings.detail_gain)
         self.realtime = source.live
         self.counters = Counters()
-        self.latency = LatencyLog(settings.warmup_frames)
-        self.timeline = Timeline()
+        self.latency = LatencyLog(settings.warmup_frames, settings.latency_window)
+        self.timeline = Timeline(max_windows=settings.latency_window)
         self.fatal: BaseException | None = None
         self.wakeup = threading.Event()
         self.capture_done = threading.Event()
@@ -247,6 +152,9 @@ class Graph:
         self._shown_times: list[int] = []
         # Outputs of the current engine the guard stopped since its last good one (watchdog).
         self.guard_rejections_in_a_row = 0
+        self.switching_to: str | None = None  # the restorer a switch_engine() is warming
+        self.last_mode: Mode | None = None  # what the view showed last, and when (monotonic)
+        self.last_presented_ns = 0
 
     # ------------------------------------------------------------------ public
 
@@ -358,6 +266,7 @@ class Graph:
                     log.warning("reconnect to %s failed (%s); retrying", self.source.name, error)
                 continue
             log.info("reconnected to %s", self.source.name)
+            self.counters.reconnects += 1
             return True
         return False
 
@@ -434,6 +343,7 @@ class Graph:
             if self.stop.is_set():
                 return "fatal error" if self.fatal else "stop request"
             self.wakeup.clear()
+            presenter.forced_bypass = self.controls.bypass or self.switching_to is not None
             for frame in self.captured.drain():
                 presenter.on_captured(frame)
             for frame in self.processed.drain():
@@ -482,7 +392,12 @@ class Graph:
             self.counters.no_signal += 1
         else:
             restored = frame.output if presentation.mode is Mode.PROCESSED else None
-            alert = " ".join(filter(None, (getattr(sink, "alert", None) for sink in self.sinks)))
+            alerts = [getattr(sink, "alert", None) for sink in self.sinks]
+            if self.controls.bypass:
+                alerts.insert(0, "RAW: bypass switch on")
+            elif self.switching_to is not None:
+                alerts.insert(0, f"starting {self.switching_to}")
+            alert = " ".join(filter(None, alerts))
             view = draw_status(
                 compose_view(settings.view, frame.image, restored), presentation.mode, detail, alert
             )
@@ -490,7 +405,9 @@ class Graph:
                 self.counters.shown_processed += 1
             else:
                 self.counters.bypassed += 1
+                self.counters.count_bypass(self._bypass_reason())
         presented_ns = time.monotonic_ns()
+        self.last_mode, self.last_presented_ns = presentation.mode, presented_ns
         if frame is not None:
             frame.stamps["presented"] = presented_ns
             self.latency.record_presented(frame, presentation.mode, presented_ns)
@@ -501,13 +418,61 @@ class Graph:
         for sink in self.sinks:
             sink.write(view)
 
-    def _detail(self) -> str:
-        times = self._shown_times
-        rate = (
-            (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
-            if len(times) > 1 and times[-1] > times[0]
-            else 0.0
+    def _bypass_reason(self) -> str:
+        if self.controls.bypass:
+            return "switch"
+        if self.switching_to is not None:
+            return "engine starting"
+        return "deadline"
+
+    def switch_engine(self, factory: Callable[[], Engine], label: str) -> threading.Thread:
+        """Replace the engine with one of ``factory``'s, started in the background.
+
+        The view shows BYPASS (labelled) while the new engine starts; if it fails to
+        build or start, the current engine keeps running and the error is logged. The
+        watchdog's replacements come from ``factory`` once it has taken over. Returns
+        the thread doing it (join it to wait).
+        """
+        thread = threading.Thread(
+            target=self._switch_engine, args=(factory, label), name="switch-engine", daemon=True
         )
+        self.switching_to = label
+        thread.start()
+        return thread
+
+    def _switch_engine(self, factory: Callable[[], Engine], label: str) -> None:
+        try:
+            engine = factory()
+            engine.start(self.settings.height, self.settings.width)
+        except Exception as error:
+            self.counters.engine_switch_failures += 1
+            log.error("could not start %s: %s (keeping %s)", label, error, self.engine.name)
+            self.switching_to = None
+            return
+        previous = self.infer_worker
+        self.engine_factory = factory
+        self._generation += 1
+        self.engine = engine
+        self.infer_worker = InferWorker(self, self._generation, engine)
+        self.infer_worker.thread.start()
+        self.switching_to = None
+        log.info("switched to %s (%s)", label, engine.name)
+        if previous is not None and previous.engine is not None:
+            previous.thread.join(timeout=self.settings.restart_after_s)
+            # A frame it inferred may still be downloading in postprocess: give it time.
+            if not previous.thread.is_alive() and not self.stop.wait(0.5):
+                previous.engine.close()
+
+    @property
+    def shown_fps(self) -> float:
+        """The rate of the last 30 views shown (0 before two)."""
+        times = self._shown_times[-30:]
+        if len(times) > 1 and times[-1] > times[0]:
+            return (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
+        return 0.0
+
+    def _detail(self) -> str:
+        rate = self.shown_fps
         gain = detail_gain_label(self.controls.detail_gain, self.controls.detail_gain_fixed)
         return f"{self.engine.name}  {rate:4.1f} fps" + (f"  {gain}" if gain else "")
 

@@ -11,7 +11,7 @@ import logging
 import math
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,8 @@ from smokeclear.stream.stats import RunReport
 
 if TYPE_CHECKING:
     from smokeclear.runtime import EngineRequest
+    from smokeclear.stream.graph import Graph
+    from smokeclear.stream.sinks import Sink
     from smokeclear.stream.sources import Source
 
 log = logging.getLogger("smokeclear")
@@ -83,6 +85,8 @@ class LiveSettings:
     camera_format: str | None = None  # MJPG, YUYV or NV12 to ask a camera for; None: its default
     record_segment_seconds: float | None = None  # a new --record file every N s; None: one
     min_free_gb: float | None = None  # stop recording below this much free disk; None: no check
+    fullscreen: bool = False  # the window fills its monitor (an OR display)
+    latency_window: int | None = None  # keep the newest N latency samples (a service); None: all
 
     def __post_init__(self) -> None:
         if self.fps is not None and not 1 <= self.fps <= 1000:
@@ -108,11 +112,19 @@ class LiveSettings:
         return self.source.startswith("synthetic")
 
 
-def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> RunReport:
+def run_live(
+    settings: LiveSettings,
+    stop: threading.Event | None = None,
+    sinks: Sequence[Sink] = (),
+    on_graph: Callable[[Graph], None] | None = None,
+) -> RunReport:
     """Open the source, build and start the engine, run the graph until the source
     ends, ``max_frames`` or ``stop``; returns the run's report.
 
-    On the main thread, SIGINT and SIGTERM set ``stop`` while the graph runs.
+    ``sinks``: more sinks for the shown views (a service's preview, its recorder),
+    started and closed by the graph. ``on_graph``: called with the graph before it
+    runs, so a service can switch it live. On the main thread, SIGINT and SIGTERM set
+    ``stop`` while the graph runs.
     """
     from smokeclear.runtime import create_engine, engine_factory
     from smokeclear.stream.graph import Graph, GraphSettings
@@ -164,10 +176,10 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
             request.work_scale,
         )
         engine.start(height, width)
-        sinks = []
+        sinks = list(sinks)
         window = None
         if settings.display == "window" or (settings.display == "auto" and display_available()):
-            window = WindowSink()
+            window = WindowSink(fullscreen=settings.fullscreen)
             sinks.append(window)
         elif settings.display == "auto":
             log.info("no display found: running headless (--display none)")
@@ -184,11 +196,14 @@ def run_live(settings: LiveSettings, stop: threading.Event | None = None) -> Run
             detail_gain=request.detail_gain,
             max_frames=settings.max_frames,
             warmup_frames=max(10, round(fps)),
+            latency_window=settings.latency_window,
         )
         stop = stop or threading.Event()
         graph = Graph(
             source, engine, engine_factory(request), sinks, graph_settings, stop, choice.reason
         )
+        if on_graph is not None:
+            on_graph(graph)
         if window is not None:
             window.on_key = graph.controls.handle_key
             if request.detail_gain is not None:

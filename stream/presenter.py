@@ -16,6 +16,8 @@ Every captured frame must reach the display within ``budget`` of its capture
    deadline falls when the next frame arrives). Restored frames keep being made
    and timed in the background; after ``recover_after`` of them in a row would
    have met their deadline, the presenter waits for them again.
+   ``forced_bypass`` (the bypass switch, an engine being swapped) does the same
+   until it is cleared.
 4. With no frame from the source for ``no_signal_after``, NO SIGNAL is shown
    (repeated once per budget, so the view is never frozen on an old picture).
 
@@ -62,6 +64,7 @@ class DeadlinePresenter:
         self.fallback_after = fallback_after
         self.recover_after = recover_after
         self.falling_back = False
+        self.forced_bypass = False  # set by the caller: show raw frames at once, BYPASS
         self.late = 0
         self._pending: deque[Frame] = deque()  # captured, not yet shown, seq increasing
         self._processed: list[Frame] = []
@@ -92,7 +95,7 @@ class DeadlinePresenter:
         if self.falling_back and self._in_time_in_a_row >= self.recover_after:
             self.falling_back = False
             self._misses_in_a_row = 0
-        if self.falling_back:
+        if self.falling_back or self.forced_bypass:
             if self._pending:
                 return self._show(Mode.BYPASS, self._pending[-1])
         elif restored is not None:

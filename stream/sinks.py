@@ -84,15 +84,20 @@ class WindowSink:
         on_key: called with every other key pressed (its code, 0-254), e.g.
             :meth:`smokeclear.stream.controls.LiveControls.handle_key`. It runs in the
             display loop: an error in it is logged, never raised.
+        fullscreen: fill the monitor the window opens on (an OR display).
     """
 
     name = "window"
 
     def __init__(
-        self, title: str = "smokeclear", on_key: Callable[[int], object] | None = None
+        self,
+        title: str = "smokeclear",
+        on_key: Callable[[int], object] | None = None,
+        fullscreen: bool = False,
     ) -> None:
         self.title = title
         self.on_key = on_key
+        self.fullscreen = fullscreen
         self._open = False
 
     def start(self, width: int, height: int, fps: float) -> None:
@@ -103,6 +108,8 @@ class WindowSink:
             )
         cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         cv2.resizeWindow(self.title, width, height)
+        if self.fullscreen:
+            cv2.setWindowProperty(self.title, cv2.WND_PROP_FULLSCREEN, cv2.WINDOW_FULLSCREEN)
         self._open = True
 
     def write(self, view: np.ndarray) -> None:
@@ -146,6 +153,9 @@ class VideoRecorder:
             of video; None: one file.
         min_free_gb: stop recording when the folder's disk has less free space than
             this many GB (checked about once a second); None: no check.
+        make_room: called (on the recorder's thread) when the disk is below
+            ``min_free_gb``, before the recording is stopped: e.g. delete the oldest
+            recordings. The recording goes on if there is room afterwards.
     """
 
     name = "recorder"
@@ -156,6 +166,7 @@ class VideoRecorder:
         lossless_queue: bool = False,
         segment_seconds: float | None = None,
         min_free_gb: float | None = None,
+        make_room: Callable[[], None] | None = None,
     ) -> None:
         check_container(path)
         if not path.parent.is_dir():
@@ -178,6 +189,7 @@ class VideoRecorder:
         self.path = path
         self.segment_seconds = segment_seconds
         self.min_free_gb = min_free_gb
+        self.make_room = make_room
         self._lossless = lossless_queue
         self._queue: BoundedQueue[np.ndarray] | None = None
         self._thread: threading.Thread | None = None
@@ -192,6 +204,12 @@ class VideoRecorder:
     @property
     def dropped(self) -> int:
         return self._queue.dropped if self._queue else 0
+
+    @property
+    def writing(self) -> Path | None:
+        """The (partial) file being written now; None once stopped or closed."""
+        writer = self._writer
+        return writer.partial if writer is not None else None
 
     def segment_path(self, index: int) -> Path:
         """The file of segment ``index`` (from 1), or the path itself without segments."""
@@ -264,6 +282,12 @@ class VideoRecorder:
             return False
         self._next_disk_check = time.monotonic() + 1.0
         free_gb = shutil.disk_usage(self.path.parent).free / 1e9
+        if free_gb < self.min_free_gb and self.make_room is not None:
+            try:
+                self.make_room()
+            except OSError as error:
+                log.warning("could not make room in %s: %s", self.path.parent, error)
+            free_gb = shutil.disk_usage(self.path.parent).free / 1e9
         if free_gb >= self.min_free_gb:
             return False
         self._stop(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,12 +48,20 @@ class LatencyLog:
     Args:
         warmup_frames: frames with ``seq`` below this are not recorded (first-use
             allocations, caches and clocks settling).
+        max_samples: keep only the newest this many per name, so an always-on
+            service's memory stays flat; None: keep all (a run's report).
+
+    ``observers`` are called with ``(name, nanoseconds)`` for every sample recorded
+    (e.g. a Prometheus histogram), on the thread that recorded it: keep them cheap.
     """
 
-    def __init__(self, warmup_frames: int) -> None:
+    def __init__(self, warmup_frames: int, max_samples: int | None = None) -> None:
         self.warmup_frames = warmup_frames
-        self._samples: dict[str, list[int]] = defaultdict(list)
+        self._samples: dict[str, list[int] | deque[int]] = defaultdict(
+            list if max_samples is None else lambda: deque(maxlen=max_samples)
+        )
         self._lock = threading.Lock()
+        self.observers: list[Callable[[str, int], None]] = []
 
     def record_stages(self, frame: Frame) -> None:
         """Record the stage durations of a processed frame (called once per frame)."""
@@ -61,14 +70,19 @@ class LatencyLog:
         with self._lock:
             for stage, (start, end) in STAGES.items():
                 if start in frame.stamps and end in frame.stamps:
-                    self._samples[stage].append(frame.stamps[end] - frame.stamps[start])
+                    self._add(stage, frame.stamps[end] - frame.stamps[start])
 
     def record_presented(self, frame: Frame, mode: Mode, presented_ns: int) -> None:
         """Record capture-to-display latency of a frame shown in ``mode``."""
         if frame.seq < self.warmup_frames or mode not in END_TO_END:
             return
         with self._lock:
-            self._samples[END_TO_END[mode]].append(presented_ns - frame.captured_ns)
+            self._add(END_TO_END[mode], presented_ns - frame.captured_ns)
+
+    def _add(self, name: str, sample_ns: int) -> None:
+        self._samples[name].append(sample_ns)
+        for observe in self.observers:
+            observe(name, sample_ns)
 
     def samples(self, name: str) -> list[int]:
         """A copy of the recorded samples (ns) of a stage or end-to-end ``name``."""
@@ -100,8 +114,9 @@ class Timeline:
         window_s: window length in seconds.
     """
 
-    def __init__(self, window_s: float = 10.0) -> None:
+    def __init__(self, window_s: float = 10.0, max_windows: int | None = None) -> None:
         self.window_ns = int(window_s * 1e9)
+        self.max_windows = max_windows  # keep only the newest (an always-on service)
         self.windows: list[dict[str, float | int | None]] = []
         self._start_ns: int | None = None
         self._window_start_ns = 0
@@ -135,6 +150,8 @@ class Timeline:
                 "rss_mb": resident_memory_mb(),
             }
         )
+        if self.max_windows is not None:
+            del self.windows[: -self.max_windows]
         self._window_start_ns = now_ns
         self._shown = {mode: 0 for mode in Mode}
         self._latencies = []
@@ -151,9 +168,17 @@ class Counters:
     infer_errors: int = 0
     bad_frames: int = 0  # source frames in a format we cannot use
     engine_restarts: int = 0
+    engine_switch_failures: int = 0  # Graph.switch_engine: the new engine did not start
+    reconnects: int = 0  # a lost live source opened again
     recording_errors: int = 0  # recordings stopped by a failed write or a full disk
     # Outputs the output guard stopped, by problem (each frame was shown raw, BYPASS).
     guard_rejected: dict[str, int] = field(default_factory=dict)
+    # BYPASS frames by why: deadline (missed or failed), switch (the bypass switch),
+    # engine starting (a restorer switch warming up).
+    bypassed_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def count_bypass(self, reason: str) -> None:
+        self.bypassed_by_reason[reason] = self.bypassed_by_reason.get(reason, 0) + 1
 
     def count_rejection(self, problem: str) -> int:
         """Count an output the guard stopped; returns the total so far (all problems)."""

@@ -2,7 +2,8 @@
 
 ``smokeclear [run]`` shows a live, restored view of a source (the default
 command); ``restore`` processes files offline; ``train``, ``eval`` and ``export``
-serve the ML engineer; ``engines`` manages the TensorRT cache; ``bench`` measures.
+serve the ML engineer; ``engines`` manages the TensorRT cache; ``bench`` measures; ``serve`` runs
+the operating-room display daemon.
 One module per command, each adding its parser and holding its handler. Errors the
 user can fix print one line with the fix and exit with status 2; nothing prints a
 traceback for them.
@@ -14,7 +15,7 @@ import logging
 import sys
 
 from smokeclear import __version__
-from smokeclear.cli import bench, engines, export, restore, run, train
+from smokeclear.cli import bench, engines, export, restore, run, serve, train
 from smokeclear.cli.bench import bench_config
 from smokeclear.cli.logs import configure_logging, quiet_native_logs
 from smokeclear.cli.options import Parser, verbose_options
@@ -38,6 +39,7 @@ HANDLERS = {
     "export": export.command_export,
     "engines": engines.command_engines,
     "bench": bench.command_bench,
+    "serve": serve.command_serve,
 }
 COMMANDS = tuple(HANDLERS)
 
@@ -57,6 +59,7 @@ def build_parser() -> Parser:
     export.add_parser(commands, verbose)
     engines.add_parser(commands, verbose)
     bench._bench_parser(commands)
+    serve.add_parser(commands, verbose)
     return parser
 
 

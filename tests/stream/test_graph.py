@@ -462,3 +462,99 @@ def test_offline_guard_shows_every_frame_raw_in_place(invert_engine_class, kind)
     assert shown == [(Mode.BYPASS, seq) for seq in range(8)]
     assert sum(report.counters.guard_rejected.values()) == 8
     assert report.counters.processed == 0
+
+
+def test_bypass_switch_shows_raw_frames_labelled_then_restored_again(invert_engine_class):
+    graph, shown = make_graph(invert_engine_class(), 120, fps=30.0)
+    alerts = []
+    original = graph_module.draw_status
+
+    def spy(image, mode, detail="", alert=""):
+        alerts.append((mode, alert))
+        return original(image, mode, detail, alert)
+
+    graph_module.draw_status, restore = spy, original
+    try:
+
+        def toggle():
+            while graph.counters.shown_processed < 10:
+                graph.stop.wait(0.01)
+            graph.controls.set_bypass(True)
+            while graph.counters.bypassed_by_reason.get("switch", 0) < 20:
+                graph.stop.wait(0.01)
+            graph.controls.set_bypass(False)
+
+        threading.Thread(target=toggle, daemon=True).start()
+        report = graph.run()
+    finally:
+        graph_module.draw_status = restore
+    modes = [mode for mode, _ in shown]
+    first_raw = modes.index(Mode.BYPASS, modes.index(Mode.PROCESSED))
+    assert report.counters.bypassed_by_reason.get("switch", 0) >= 20, report.counters
+    assert Mode.PROCESSED in modes[first_raw + 20 :], "restored frames come back when it is off"
+    switched = [alert for mode, alert in alerts if "bypass switch" in alert]
+    assert switched and all(
+        mode is Mode.BYPASS for mode, alert in alerts if "bypass switch" in alert
+    ), "every view while the switch is on is BYPASS and says so"
+
+
+def test_switch_engine_bypasses_while_warming_then_uses_the_new_engine(invert_engine_class):
+    old = invert_engine_class()
+    warming = threading.Event()
+
+    class SlowStart(invert_engine_class):
+        def start(self, height, width):
+            warming.wait(5)
+            super().start(height, width)
+
+    new = SlowStart()
+    graph, _ = make_graph(old, 150, fps=30.0)
+
+    def switch():
+        while graph.counters.shown_processed < 10:
+            graph.stop.wait(0.01)
+        graph.switch_engine(lambda: new, "slow")
+        while graph.counters.bypassed_by_reason.get("engine starting", 0) < 5:
+            graph.stop.wait(0.01)
+        warming.set()
+
+    threading.Thread(target=switch, daemon=True).start()
+    report = graph.run()
+    assert report.counters.bypassed_by_reason.get("engine starting", 0) >= 5, report.counters
+    assert new.calls > 10 and graph.engine is new, "the new engine takes over"
+    assert graph.engine_factory() is new, "the watchdog replaces it with its own kind"
+    assert old.closed, "the old engine is released"
+    processed = report.latency["end to end, processed"]
+    assert processed.max <= report.budget_ms + 1.0, f"no restored frame shown late: {processed}"
+
+
+@pytest.mark.expect_errors
+def test_switch_engine_keeps_the_old_engine_when_the_new_fails(invert_engine_class):
+    old = invert_engine_class()
+
+    def broken():
+        raise RuntimeError("no such model")
+
+    graph, shown = make_graph(old, 90, fps=30.0)
+
+    def switch():
+        while graph.counters.shown_processed < 10:
+            graph.stop.wait(0.01)
+        graph.switch_engine(broken, "broken").join()
+
+    threading.Thread(target=switch, daemon=True).start()
+    report = graph.run()
+    assert report.counters.engine_switch_failures == 1
+    assert graph.engine is old and not old.closed
+    assert graph.switching_to is None
+    late = [mode for mode, _ in shown[-20:]]
+    assert Mode.PROCESSED in late, "the old engine goes on restoring"
+
+
+def test_latency_window_keeps_memory_flat(invert_engine_class):
+    graph, _ = make_graph(invert_engine_class(), 40, latency_window=8)
+    seen = []
+    graph.latency.observers.append(lambda name, ns: seen.append(name))
+    graph.run()
+    assert len(graph.latency.samples("infer")) == 8
+    assert seen.count("infer") > 8, "observers see every sample, the log keeps the newest"

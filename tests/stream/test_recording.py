@@ -159,6 +159,30 @@ def test_min_free_gb_stops_recording_before_the_disk_fills(tmp_path: Path, monke
     assert frame_count(tmp_path / "case.mkv")[0] == 5
 
 
+def test_make_room_lets_the_recording_go_on(tmp_path: Path, monkeypatch):
+    free = [5e9]
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(10e9, 10e9 - free[0], free[0])
+    )
+    calls = []
+
+    def make_room():  # as deleting the oldest recording would
+        calls.append(free[0])
+        free[0] = 3e9
+
+    recorder = VideoRecorder(
+        tmp_path / "case.mkv", lossless_queue=True, min_free_gb=1, make_room=make_room
+    )
+    recorder.start(32, 24, 10)
+    free[0] = 0.5e9
+    for index in range(5):
+        recorder.write(textured(index, 32, 24))
+    recorder.close()
+    assert calls == [0.5e9], "make_room is called once the disk is below min_free_gb"
+    assert recorder.alert is None and recorder.errors == 0
+    assert frame_count(tmp_path / "case.mkv")[0] == 5
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path):
     if os.geteuid() != 0:

@@ -1,0 +1,1 @@
+"""`smokeclear serve`: the operating-room display daemon (docs/operations.md)."""
