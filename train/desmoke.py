@@ -66,9 +66,9 @@ class DesmokeTrainConfig:
     #: share of the smoky patches that are scene frames with the scene's own plumes
     plume_fraction: float = bounded(0.3, 0, 1)
     #: share of render_smoke draws that are the paper's cloud layers (its evaluation's kind)
-    paper_cloud_fraction: float = bounded(0.4, 0, 1)
+    paper_cloud_fraction: float = bounded(0.25, 0, 1)
     #: share of render_smoke draws whose peak density lies in the upper 40 % (heavy smoke)
-    heavy_fraction: float = bounded(0.25, 0, 1)
+    heavy_fraction: float = bounded(0.0, 0, 1)
     scale_range: tuple[float, float] = bounded((0.5, 1.0), 0.1, 4)
     validation_size: int = bounded(48, 1, 100_000)
     seed: int = 0
