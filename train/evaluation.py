@@ -35,10 +35,10 @@ Method = Callable[[np.ndarray], np.ndarray]
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
 DEFAULT_METRICS: dict[str, Metric] = {"psnr": psnr, "ssim": ssim}
-#: Column titles and number formats of the metrics the tables know; others use their key.
-#: What the do-no-harm rows measure between a network's output and its input.
-#: The do-no-harm metrics; PSNR capped at 8-bit rounding (an unchanged frame scores 58.9 dB).
+#: What the do-no-harm rows measure between a network's output and its input; PSNR
+#: capped at 8-bit rounding (an unchanged frame scores 58.9 dB).
 HARM_METRICS: dict[str, Metric] = {"psnr": display_psnr, "ssim": ssim, "ciede2000": ciede2000}
+#: Column titles and number formats of the metrics the tables know; others use their key.
 METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ciede2000": "CIEDE2000"}
 METRIC_FORMATS = {"psnr": ".2f", "ssim": ".3f", "ciede2000": ".2f"}
 #: ``EvalRow.reference`` of the do-no-harm rows: scored against the input itself.
