@@ -8,6 +8,7 @@ leaves the 2-core CI machine room for the tests themselves.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,9 +56,11 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("recordings")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, recordings: Path) -> Iterator[object]:
-    """One running daemon, pipeline ``or1``; tests put back what they change."""
+    """One running daemon per test module, pipeline ``or1``; tests put back what they
+    change. It stops with its module, every thread it started with it: a graph left
+    running would draw frames and log into the tests that follow."""
     from smokeclear.stream.serve.config import load_serve_config
     from smokeclear.stream.serve.daemon import Daemon
 
@@ -65,6 +68,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, recordings: Path) -> Iterat
     record = {"dir": str(recordings), "segment_seconds": 60, "autostart": False}
     pipeline = {"name": "or1", **PIPELINE, "record": record}
     config = load_serve_config(write_config(folder, [pipeline]))
+    before = set(threading.enumerate())
     running = Daemon(config)
     running.start()
     try:
@@ -73,6 +77,17 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, recordings: Path) -> Iterat
         yield running
     finally:
         running.close()
+    # An event loop's idle executor threads ("asyncio_N", Playwright's or uvicorn's) run
+    # nothing and end with the process; a pipeline's graph threads must end now.
+    deadline = time.monotonic() + 30
+    while left := [
+        t.name
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not t.name.startswith("asyncio_")
+    ]:
+        if time.monotonic() > deadline:
+            pytest.fail(f"threads the daemon started still run 30 s after it closed: {left}")
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -42,8 +42,13 @@ def test_metrics_parse_and_count_frames(anonymous):
         assert response.status_code == 200
         return response.text
 
-    # Latency is recorded from the end of the warm-up (10 frames) on.
-    text = wait_for(lambda: 'stage="infer"' in (t := scrape()) and t, 30, "latencies")
+    # Latency is recorded from the end of the warm-up (10 frames) on; a frame's infer
+    # sample comes before its end-to-end one, so wait for both.
+    def latencies() -> str | None:
+        text = scrape()
+        return text if 'stage="infer"' in text and 'stage="end_to_end_' in text else None
+
+    text = wait_for(latencies, 30, "latencies")
     values = metric_values(text)
     label = (("pipeline", "or1"),)
     assert values[("smokeclear_frames_captured_total", label)] > 0
