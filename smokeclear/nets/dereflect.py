@@ -73,6 +73,8 @@ class DereflectConfig:
     res_scale: float = bounded(0.1, 0, 10)
     residual: bool = True  # T_i = T_{i-1} + correction (ours); False: ReLU output (paper)
     confidence_gate: bool = True  # T_i = I + C_i (T_i - I) (ours): change only where C_i is
+    #: the gate's C_i rescaled: 0 at or below the first value, 1 from the second (equal: as is)
+    pass_through_confidence: tuple[float, float] = bounded((0.0, 0.0), 0, 1)
 
     def __post_init__(self) -> None:
         if self.width < 2:
@@ -81,6 +83,9 @@ class DereflectConfig:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if self.se_blocks < 1 or self.se_reduction < 1:
             raise ValueError("se_blocks and se_reduction must be >= 1")
+        low, high = self.pass_through_confidence
+        if low > high:
+            raise ValueError(f"pass_through_confidence ({low}, {high}) must go from low to high")
 
 
 class SqueezeExcitation(nn.Module):
@@ -299,7 +304,9 @@ class DereflectStep(nn.Module):
         out = self.decode_full(self.up_full(up) + full)
         transmission = self._image(self.to_rgb(out), previous, 1)
         if self.config.confidence_gate:
-            transmission = image + confidence * (transmission - image)
+            low, high = self.config.pass_through_confidence
+            opened = ((confidence - low) / (high - low)).clamp(0, 1) if high > low else confidence
+            transmission = image + opened * (transmission - image)
         side_quarter = side_half = None
         if side_outputs:
             side_quarter = self._image(self.to_rgb_quarter(quarter), previous, 4)

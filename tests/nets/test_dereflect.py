@@ -95,6 +95,23 @@ def test_the_confidence_gate_changes_a_frame_only_where_a_reflection_is_located(
         torch.testing.assert_close(gated(image), image, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("band", "share"),
+    [((0.0, 0.0), 0.5), ((0.25, 0.75), 0.5), ((0.1, 0.3), 1.0), ((0.6, 0.9), 0.0)],
+)
+def test_pass_through_confidence_rescales_the_gate(band, share):
+    gated = tiny_net(iterations=1, pass_through_confidence=band)
+    plain = tiny_net(iterations=1, confidence_gate=False)
+    with torch.no_grad():
+        head = gated.step.confidence_head[-1]
+        head.weight.zero_()
+        head.bias.zero_()  # C = 0.5 everywhere
+        plain.load_state_dict(gated.state_dict())
+        image = torch.rand(1, 3, 16, 16)
+        expected = image + share * (plain(image) - image)
+        torch.testing.assert_close(gated(image), expected, atol=1e-6, rtol=0)
+
+
 def test_paper_output_head_is_non_negative():
     net = tiny_net(residual=False)
     with torch.no_grad():
@@ -120,7 +137,14 @@ def test_bad_input_shapes_are_refused(shape, message):
 
 
 @pytest.mark.parametrize(
-    "overrides", [{"width": 1}, {"iterations": 0}, {"se_blocks": 0}, {"se_reduction": 0}]
+    "overrides",
+    [
+        {"width": 1},
+        {"iterations": 0},
+        {"se_blocks": 0},
+        {"se_reduction": 0},
+        {"pass_through_confidence": (0.5, 0.2)},
+    ],
 )
 def test_bad_config_is_refused(overrides):
     with pytest.raises(ValueError):
