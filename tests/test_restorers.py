@@ -118,8 +118,9 @@ def test_forward_keeps_odd_sizes_through_padding(name, tiny_weights_of):
 def test_backward_gives_finite_gradients(name):
     net = tiny_network(name).train()
     multiple = net.input_multiple
-    # dark: lowlight's exposure gate passes a well-exposed frame through, with no gradient
-    image = 0.2 * torch.rand(2, 3, padded(32, multiple), padded(48, multiple))
+    # dim and hazy: lowlight's exposure gate passes a well-exposed frame through and
+    # desmoke's density gate a frame with a dark darkest channel, both with no gradient
+    image = 0.2 + 0.1 * torch.rand(2, 3, padded(32, multiple), padded(48, multiple))
     net(image).square().mean().backward()
     gradients = [p.grad for p in net.parameters() if p.grad is not None]
     assert gradients, f"{name}: no parameter got a gradient"
