@@ -62,6 +62,9 @@ from smokeclear.nets.checks import check_image_batch
 LAPLACIAN_KERNEL = ((0.0, -1.0, 0.0), (-1.0, 4.0, -1.0), (0.0, -1.0, 0.0))
 #: Laplacian scales besides full resolution (Eq. 4: 1/2, 1/4, 1/8).
 LAPLACIAN_DOWNSCALES = (2, 4, 8)
+#: The whiteness gate's grid: its dilation and smoothing run on blocks of this many
+#: pixels (the network's input multiple, so every frame it takes divides).
+WHITENESS_BLOCK = 8
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ class DereflectConfig:
     confidence_gate: bool = True  # T_i = I + C_i (T_i - I) (ours): change only where C_i is
     #: the gate's C_i rescaled: 0 at or below the first value, 1 from the second (equal: as is)
     pass_through_confidence: tuple[float, float] = bounded((0.0, 0.0), 0, 1)
+    #: the whiteness gate (ours): the output is the input where no pixel within
+    #: ``whiteness_radius`` has its darkest channel above the first value, the whole
+    #: correction from the second (equal values: off)
+    pass_through_whiteness: tuple[float, float] = bounded((0.6, 0.8), 0, 1)
+    whiteness_radius: int = bounded(48, 0, 256)  # pixels at the network's resolution
 
     def __post_init__(self) -> None:
         if self.width < 2:
@@ -86,6 +94,11 @@ class DereflectConfig:
         low, high = self.pass_through_confidence
         if low > high:
             raise ValueError(f"pass_through_confidence ({low}, {high}) must go from low to high")
+        low, high = self.pass_through_whiteness
+        if low > high:
+            raise ValueError(f"pass_through_whiteness ({low}, {high}) must go from low to high")
+        if self.whiteness_radius < 0:
+            raise ValueError(f"whiteness_radius must be >= 0, got {self.whiteness_radius}")
 
 
 class SqueezeExcitation(nn.Module):
@@ -322,6 +335,33 @@ class DereflectStep(nn.Module):
         return base + head
 
 
+def whiteness_gate(image: torch.Tensor, low: float, high: float, radius: int) -> torch.Tensor:
+    """Where a frame may hold a specular highlight: ``(B, 3, H, W)`` -> ``(B, 1, H, W)`` FP32.
+
+    The darkest channel of each pixel (a highlight is the light's colour, near
+    white), ramped from 0 at ``low`` to 1 at ``high``; then, on a grid of
+    :data:`WHITENESS_BLOCK` pixel blocks (each its maximum), dilated by ``radius``
+    (rounded up to whole blocks) and smoothed by a box of the same size, resized
+    back bilinearly, and never below the pixel's own ramp. The gate is open on a
+    highlight and fades to 0 about ``2 radius`` pixels beyond it (its halo). H and
+    W must be multiples of the block when ``radius`` > 0.
+    """
+    white = image.float().amin(dim=1, keepdim=True)
+    gate = ((white - low) / (high - low)).clamp(0.0, 1.0)
+    if radius == 0:
+        return gate
+    steps = -(-radius // WHITENESS_BLOCK)
+    size = 2 * steps + 1
+    # square windows on the coarse grid: cheap, and what ONNX's reference evaluator runs
+    coarse = F.max_pool2d(gate, WHITENESS_BLOCK)
+    coarse = F.max_pool2d(coarse, size, stride=1, padding=steps)
+    coarse = F.avg_pool2d(coarse, size, stride=1, padding=steps, count_include_pad=False)
+    halo = F.interpolate(
+        coarse, scale_factor=float(WHITENESS_BLOCK), mode="bilinear", align_corners=False
+    )
+    return torch.maximum(gate, halo)
+
+
 class DereflectNet(nn.Module):
     """Recurrent location-aware reflection removal, ``iterations`` steps unrolled.
 
@@ -358,4 +398,10 @@ class DereflectNet(nn.Module):
         return outputs
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.iterate(image)[-1].transmission
+        transmission = self.iterate(image)[-1].transmission
+        low, high = self.config.pass_through_whiteness
+        if high <= low:
+            return transmission
+        gate = whiteness_gate(image, low, high, self.config.whiteness_radius)
+        image = image.to(transmission.dtype)
+        return image + gate.to(transmission.dtype) * (transmission - image)

@@ -27,7 +27,8 @@ def exported(export_restorer) -> tuple[torch.nn.Module, Path, Path]:
 def test_fp16_keeps_global_pooling_gates_and_resampling_in_fp32(exported, fp32_by_op):
     _, path, _ = exported
     by_op = fp32_by_op(path)
-    for op in ("ReduceMean", "ReduceMax", "Sigmoid", "Tanh", "Resize"):
+    # ReduceMin and MaxPool: the whiteness gate (darkest channel, dilation)
+    for op in ("ReduceMean", "ReduceMax", "ReduceMin", "MaxPool", "Sigmoid", "Tanh", "Resize"):
         assert by_op[op] == {True}, f"{op} should stay FP32"
     for op in ("ConvTranspose", "Relu", "PRelu"):
         assert by_op[op] == {False}, f"{op} should run in FP16"

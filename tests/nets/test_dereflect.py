@@ -6,11 +6,14 @@ from smokeclear.nets.dereflect import (
     DereflectConfig,
     DereflectNet,
     MultiScaleLaplacian,
+    whiteness_gate,
 )
 
 
 def tiny_net(**overrides) -> DereflectNet:
+    """A width-2 net; the whiteness gate off unless asked for (its own tests below)."""
     torch.manual_seed(0)
+    overrides = {"pass_through_whiteness": (0.0, 0.0), **overrides}
     return DereflectNet(DereflectConfig(width=2, se_blocks=1, **overrides)).eval()
 
 
@@ -112,6 +115,38 @@ def test_pass_through_confidence_rescales_the_gate(band, share):
         torch.testing.assert_close(gated(image), expected, atol=1e-6, rtol=0)
 
 
+def test_whiteness_gate_opens_at_a_highlight_and_fades_over_its_halo():
+    image = torch.full((1, 3, 64, 64), 0.3)
+    image[0, 0] = 0.9  # bright red tissue: one channel high is not a highlight
+    assert whiteness_gate(image, 0.5, 0.7, 8).abs().max() == 0
+    image[:, :, 32, 32] = 0.95  # a white highlight
+    gate = whiteness_gate(image, 0.5, 0.7, 8)[0, 0]
+    assert gate.shape == (64, 64) and gate.dtype == torch.float32
+    assert gate[32, 32] == 1, "fully open on the highlight"
+    row = gate[32, 36:]
+    assert (row[1:] <= row[:-1]).all(), "closing with the distance from it"
+    assert 1 > gate[32, 40] > gate[32, 52] > 0, "a halo of about twice the radius"
+    assert gate[32, 60:].abs().max() == 0 and gate[:12].abs().max() == 0, "closed beyond"
+    image[:, :, 32, 32] = 0.6  # half way up the ramp
+    assert whiteness_gate(image, 0.5, 0.7, 0)[0, 0, 32, 32].item() == pytest.approx(0.5)
+
+
+def test_the_whiteness_gate_passes_a_frame_without_highlights_unchanged():
+    gated = tiny_net(pass_through_whiteness=(0.5, 0.7), whiteness_radius=2)
+    plain = tiny_net()
+    plain.load_state_dict(gated.state_dict())
+    image = torch.rand(1, 3, 64, 64) * 0.45  # no pixel's darkest channel reaches 0.5
+    with torch.no_grad():
+        assert (plain(image) - image).abs().max() > 1e-3, "the tiny net changes it"
+        torch.testing.assert_close(gated(image), image, atol=0, rtol=0)
+        image[:, :, 8, 8] = 1.0
+        changed = (gated(image) - image).abs().amax(dim=1)[0]
+        full = (plain(image) - image).abs().amax(dim=1)[0]
+        assert changed[8, 8] == full[8, 8] > 0, "the whole correction on the highlight"
+        assert 0 < changed[8, 20] < full[8, 20], "part of it beside"
+        assert changed[40:].max() == 0 and changed[:, 40:].max() == 0, "none far from it"
+
+
 def test_paper_output_head_is_non_negative():
     net = tiny_net(residual=False)
     with torch.no_grad():
@@ -144,6 +179,8 @@ def test_bad_input_shapes_are_refused(shape, message):
         {"se_blocks": 0},
         {"se_reduction": 0},
         {"pass_through_confidence": (0.5, 0.2)},
+        {"pass_through_whiteness": (0.7, 0.5)},
+        {"whiteness_radius": -1},
     ],
 )
 def test_bad_config_is_refused(overrides):
