@@ -119,8 +119,10 @@ def test_backward_gives_finite_gradients(name):
     net = tiny_network(name).train()
     multiple = net.input_multiple
     # dim and hazy: lowlight's exposure gate passes a well-exposed frame through and
-    # desmoke's density gate a frame with a dark darkest channel, both with no gradient
+    # desmoke's density gate a frame with a dark darkest channel, both with no gradient;
+    # a white spot, as dereflect's whiteness gate passes a frame without one
     image = 0.2 + 0.1 * torch.rand(2, 3, padded(32, multiple), padded(48, multiple))
+    image[..., 8:12, 8:12] = 0.95
     net(image).square().mean().backward()
     gradients = [p.grad for p in net.parameters() if p.grad is not None]
     assert gradients, f"{name}: no parameter got a gradient"

@@ -370,7 +370,9 @@ class DereflectNet(nn.Module):
     Shape:
         ``(B, 3, H, W)`` RGB float in [0, 1], H and W multiples of
         :attr:`input_multiple` (8) -> ``(B, 3, H, W)`` RGB float, the last
-        iteration's transmission ``T_N``, about [0, 1] (not clamped).
+        iteration's transmission ``T_N`` through the whiteness gate (see
+        :func:`whiteness_gate`; :meth:`iterate`, which training uses, is without it),
+        about [0, 1] (not clamped).
     """
 
     def __init__(self, config: DereflectConfig) -> None:
