@@ -109,6 +109,11 @@ class CheckedFile:
             raise self.error
 
     def close(self) -> None:
+        """Flush the file to the disk (a power cut after this keeps it), then close it."""
+        try:
+            os.fsync(self._raw.fileno())
+        except OSError as error:
+            self.error = self.error or error
         try:
             self._raw.close()
         except OSError as error:
@@ -211,4 +216,19 @@ class VideoWriter:
         if not complete or not self.partial.exists():
             return self.partial
         os.replace(self.partial, self.path)
+        sync_folder(self.path.parent)
         return self.path
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX: fsync the directory); best effort."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a directory; its renames need no sync here
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        log.warning("could not sync %s after finalising a recording: %s", folder, error)
+    finally:
+        os.close(descriptor)

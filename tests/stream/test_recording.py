@@ -96,6 +96,27 @@ def test_odd_sizes_are_kept_exactly(tmp_path: Path, width: int, height: int, suf
     assert frame_count(path) == (5, (height, width, 3)), "no row or column is dropped"
 
 
+def test_close_syncs_the_file_and_then_its_rename_to_the_disk(tmp_path: Path, monkeypatch):
+    """A power cut right after close keeps the recording: the data and the rename are
+    fsynced, in that order."""
+    synced: list[tuple[str, bool]] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{descriptor}")
+        synced.append((name, Path(name).is_dir()))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "case.mp4"
+    writer = VideoWriter(path, 64, 48, FPS)
+    writer.write(textured(0))
+    assert not synced, "nothing is synced per frame"
+    assert writer.close() == path
+    assert synced == [(str(partial_path(path)), False), (str(tmp_path), True)]
+    assert frame_count(path) == (1, (48, 64, 3))
+
+
 def test_segments_are_closed_files_that_sort(tmp_path: Path):
     recorder = VideoRecorder(tmp_path / "case.mp4", lossless_queue=True, segment_seconds=1)
     recorder.start(32, 24, 10)
