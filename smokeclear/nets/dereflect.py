@@ -42,6 +42,11 @@ Departures, each a config switch:
   so the network changes a frame only where it locates a reflection, and a frame
   without one passes nearly unchanged (the issue's do-no-harm; ungated, the shipped
   width-4 net moved clean frames by 29 dB PSNR).
+- ``pass_through_whiteness`` (default ``(0.6, 0.8)``, radius 48): the final output is
+  blended with the input by :func:`whiteness_gate`, open only near pixels whose
+  darkest channel is high (a specular highlight is near white; tissue keeps one
+  channel low), so tissue away from highlights passes unchanged (the confidence gate
+  alone still darkened clean frames by 2-4 grey levels).
 - the global poolings of SE and CBAM channel attention are written as
   ``mean``/``amax`` so the FP16 export keeps these frame-wide reductions in FP32.
 """
