@@ -360,7 +360,7 @@ EVAL_ALPHA = (1.0, 1.0)
 def evaluate(run: EvalRun) -> list[EvalRow]:
     """Held-out synthetic reflections, the scene's highlights, and any real pairs."""
     options = run.options
-    scenes = data.scenes_for("test", *SCENE_EVAL_SIZE)
+    scenes = data.scenes_for(options.split, *SCENE_EVAL_SIZE)
     cleans = evaluation.held_out_cleans(options, highlights=False)
     synthetic = []
     for index, clean in enumerate(cleans):

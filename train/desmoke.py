@@ -151,12 +151,12 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
             cases.append((clean, smoky.astype(np.float32)))
         sets.append((level, cases))
     plume_cases = []
-    for scene in data.scenes_for("test", *SCENE_EVAL_SIZE):
+    for count, scene in enumerate(data.scenes_for(options.split, *SCENE_EVAL_SIZE), start=1):
         for index in range(0, 3000, 7):
             frame = scene.render(index)
             if frame.smoke_density.mean() > 0.05:
                 plume_cases.append((data.bgr8_to_rgb(frame.clean), data.bgr8_to_rgb(frame.smoky)))
-            if len(plume_cases) >= options.frames_per_scene * (1 + scene.seed - 2000):
+            if len(plume_cases) >= options.frames_per_scene * count:
                 break
     sets.append(("scene plumes", plume_cases))
     sets += unseen_smoke_sets(images)

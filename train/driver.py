@@ -170,7 +170,7 @@ def evaluate(spec: RestorerSpec, options: EvalOptions) -> list[EvalRow]:
     for folder in options.pairs_dirs:
         cases = [(clean, degraded) for _, degraded, clean in real_pairs(spec, folder)]
         sets.append((f"real pairs: {folder.name}", cases))
-    model = load_restorer(spec, options.weights)
+    model = load_restorer(spec, options.weights, options.network_overrides)
     if options.work_scale != 1:
         model = WorkScale(model, options.work_scale).eval()
     run = EvalRun(
@@ -198,9 +198,11 @@ def _trained_dirs(metadata: dict[str, Any]) -> tuple[str, ...]:
     return tuple(Path(folder).name for folder in folders if isinstance(folder, str))
 
 
-def format_table(spec: RestorerSpec, rows: list[EvalRow], work_scale: float = 1.0) -> str:
+def format_table(
+    spec: RestorerSpec, rows: list[EvalRow], work_scale: float = 1.0, split: str = "test"
+) -> str:
     """The eval rows as markdown: the held-out table in the layout the recipe's paper
-    uses, then the do-no-harm table."""
+    uses, then the do-no-harm table; a ``split`` other than test is named above them."""
     column = recipe_of(spec).table_column
     table = [row for row in rows if row.reference != evaluation.INPUT_REFERENCE]
     harm = [row for row in rows if row.reference == evaluation.INPUT_REFERENCE]
@@ -215,4 +217,6 @@ def format_table(spec: RestorerSpec, rows: list[EvalRow], work_scale: float = 1.
             f"{PSNR_8BIT_DB:.1f} dB, the PSNR of 8-bit rounding)"
         )
         text += "\n\n" + evaluation.format_harm_table(harm, title)
+    if split != "test":
+        text = f"{split} split (for tuning; report the test split)\n\n{text}"
     return text

@@ -105,22 +105,23 @@ def evaluate_sets(
 
 
 def held_out_cleans(options: EvalOptions, highlights: bool = True) -> list[np.ndarray]:
-    """Held-out clean images: test-seed scene frames spread over ~30 s of each scene
-    (``options.frames_per_scene`` each), then the test split of ``options.clean_dirs``.
+    """Held-out clean images: the scene frames of ``options.split`` (test or val seeds),
+    spread over ~30 s of each scene (``options.frames_per_scene`` each), then that split
+    of ``options.clean_dirs``.
 
     Returns ``(H, W, 3)`` float32 RGB images in [0, 1]. ``highlights`` False renders
     the scene without its specular highlights.
     """
     cleans = [
         data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=highlights).clean)
-        for scene in data.scenes_for("test", *data.SCENE_EVAL_SIZE)
+        for scene in data.scenes_for(options.split, *data.SCENE_EVAL_SIZE)
         for k in range(options.frames_per_scene)
     ]
     for folder in options.clean_dirs:
         cleans += [
             data.read_rgb(path)
             for path in data.image_files(folder)
-            if data.split_of(path.name) == "test"
+            if data.split_of(path.name) == options.split
         ]
     return cleans
 
@@ -158,7 +159,7 @@ def nothing_to_fix(
     ``--clean-dir`` folder.
 
     A folder is scored whole, except one whose name the weights record among their
-    training folders (``trained_dirs``): of that only the held-out (test) split.
+    training folders (``trained_dirs``): of that only the held-out split (``options.split``).
     Returns ``(label, images)``, ``(H, W, 3)`` float32 RGB in [0, 1].
     """
     sets = [
@@ -166,7 +167,7 @@ def nothing_to_fix(
             "scene frames",
             [
                 data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=highlights).clean)
-                for scene in data.scenes_for("test", *data.SCENE_EVAL_SIZE)
+                for scene in data.scenes_for(options.split, *data.SCENE_EVAL_SIZE)
                 for k in range(options.frames_per_scene)
             ],
         )
@@ -176,9 +177,9 @@ def nothing_to_fix(
         images = [
             data.read_rgb(path)
             for path in data.image_files(folder)
-            if not trained or data.split_of(path.name) == "test"
+            if not trained or data.split_of(path.name) == options.split
         ]
-        sets.append((f"{folder.name}{' (test split)' if trained else ''}", images))
+        sets.append((f"{folder.name}{f' ({options.split} split)' if trained else ''}", images))
     return sets
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from smokeclear.train.data import EVAL_FRAMES_PER_SCENE
+from smokeclear.train.data import EVAL_FRAMES_PER_SCENE, Split
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,7 @@ class EvalOptions:
     examples_path: Path | None = None  # a PNG of one case per row, every method side by side
     pairs_dirs: tuple[Path, ...] = ()  # also score real pairs in the restorer's PairLayout
     work_scale: float = 1.0  # run the network at this scale of each frame, as the runtime does
+    #: the held-out split scored: "test" to report, "val" to tune on (gate thresholds...)
+    split: Split = "test"
+    #: network config values replacing the weights' own (``--set``), e.g. a gate's thresholds
+    network_overrides: dict[str, Any] = field(default_factory=dict)

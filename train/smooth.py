@@ -308,14 +308,14 @@ def evaluate(run: EvalRun) -> list[EvalRow]:
             fy=EVAL_SCALE,
             interpolation=cv2.INTER_AREA,
         )
-        for scene in data.scenes_for("test", *SCENE_EVAL_SIZE)
+        for scene in data.scenes_for(options.split, *SCENE_EVAL_SIZE)
         for k in range(options.frames_per_scene)
     ]
     for folder in options.clean_dirs:
         frames += [
             _even(_fit_within(data.read_rgb(path), SCENE_EVAL_SIZE))
             for path in data.image_files(folder)
-            if data.split_of(path.name) == "test"
+            if data.split_of(path.name) == options.split
         ]
     small = [
         cv2.resize(frame, ADAM_SIZE, interpolation=cv2.INTER_AREA) for frame in frames[:ADAM_IMAGES]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from smokeclear.errors import UserError
 from smokeclear.parsing import output_file
@@ -81,12 +82,42 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
         help="run the network at this scale of each frame and guided-upsample back, as the "
         "live view does (default 1)",
     )
+    evaluate.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="held-out frames to score: test (default; what you report) or val (what you "
+        "tune settings on, so the test split stays unseen)",
+    )
+    evaluate.add_argument(
+        "--set",
+        type=network_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="replace a value of the weights' network config, e.g. a gate's thresholds "
+        "(--set pass_through_density=[0.1,0.2]); YAML values; repeatable",
+    )
     evaluate.add_argument("--json", type=output_file, help="also write the table as JSON here")
     evaluate.add_argument(
         "--examples",
         type=output_file,
         help="also write a PNG: one case per row, methods side by side",
     )
+
+
+def network_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` (the value in YAML) -> ``(KEY, value)``, for ``eval --set``."""
+    import yaml
+
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"the value of {text!r} is not YAML") from None
+    return key.strip(), parsed
 
 
 def _folders(parser: argparse.ArgumentParser, flag: str, help_text: str) -> None:
@@ -143,7 +174,9 @@ def command_eval(args: argparse.Namespace) -> int:
         examples_path=args.examples,
         pairs_dirs=tuple(args.pairs_dir),
         work_scale=args.work_scale,
+        split=args.split,
+        network_overrides=dict(args.set),
     )
     rows = driver.evaluate(spec, options)
-    print(driver.format_table(spec, rows, args.work_scale))
+    print(driver.format_table(spec, rows, args.work_scale, args.split))
     return 0

@@ -83,11 +83,15 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
-def load_restorer(spec: RestorerSpec, weights: Path | None = None) -> nn.Module:
+def load_restorer(
+    spec: RestorerSpec, weights: Path | None = None, overrides: dict[str, Any] | None = None
+) -> nn.Module:
     """The trained network for ``spec`` in eval mode, FP32, on the CPU.
 
     Args:
         weights: a safetensors file; the package's shipped weights when None.
+        overrides: network config values that replace the weights' own (e.g. a gate's
+            thresholds, to try them without retraining); checked like a config file.
     """
     path = weights or spec.weights
     tensors, metadata = read_weights(path)
@@ -104,7 +108,11 @@ def load_restorer(spec: RestorerSpec, weights: Path | None = None) -> nn.Module:
             f"weights file {path} has no readable network config in its metadata",
             "Use weights written by `smokeclear train`.",
         ) from None
-    config = from_mapping(resolve(spec.network_config), config_data, f"{path}:network_config")
+    source = f"{path}:network_config"
+    if overrides:
+        config_data = {**config_data, **overrides}
+        source += f" with {', '.join(sorted(overrides))} set"
+    config = from_mapping(resolve(spec.network_config), config_data, source)
     module = build_network(spec, config)
     state = {
         key: tensor.float() if tensor.is_floating_point() else tensor

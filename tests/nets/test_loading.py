@@ -23,6 +23,20 @@ def test_weights_round_trip_with_their_own_config(tmp_path: Path):
     assert weights_metadata(path)["val_psnr"] == 30.5
 
 
+def test_overrides_replace_config_values_and_are_checked_like_a_config(tmp_path: Path):
+    net = DesmokeNet(DesmokeConfig(width=4, max_channels=8)).eval()
+    path = tmp_path / "w.safetensors"
+    save_weights(net, path, DESMOKE, {})
+    loaded = load_restorer(DESMOKE, path, {"pass_through_density": [0.3, 0.5]})
+    assert loaded.config.pass_through_density == (0.3, 0.5)
+    assert loaded.config.width == 4, "the rest comes from the weights"
+    assert load_restorer(DESMOKE, path).config == net.config, "only when asked"
+    with pytest.raises(UserError, match=r"unknown key 'gate'.*Valid keys"):
+        load_restorer(DESMOKE, path, {"gate": 1})
+    with pytest.raises(UserError, match=r"pass_through_density set.*low to high"):
+        load_restorer(DESMOKE, path, {"pass_through_density": [0.5, 0.3]})
+
+
 def test_fp16_weights_load_as_fp32(tmp_path: Path):
     net = DesmokeNet(DesmokeConfig(width=4, max_channels=8)).eval()
     path = tmp_path / "w16.safetensors"

@@ -159,6 +159,27 @@ def test_eval_scores_input_baseline_and_model_on_every_set(tmp_path, run_eval, w
     assert "inpaint PSNR" in table and "dereflect SSIM" in table
 
 
+def test_eval_on_the_val_split_with_a_setting_says_so(tmp_path, run_eval):
+    net = DereflectNet(DereflectConfig(width=2, se_blocks=1, iterations=1)).eval()
+    weights = tmp_path / "w.safetensors"
+    save_weights(net, weights, get_restorer("dereflect"), {})
+    closed = [
+        "--split",
+        "val",
+        "--set",
+        "pass_through_whiteness=[1, 1.0]",
+        "--set",
+        "whiteness_radius=0",
+    ]
+    code, table = run_eval("dereflect", weights, *closed)
+    assert code == 0 and table.startswith("val split (for tuning; report the test split)")
+    assert "| scene frames | 2 | 58.92" not in table, "[1, 1]: equal values, the gate is off"
+    code, table = run_eval(
+        "dereflect", weights, "--split", "val", "--set", "pass_through_whiteness=[0.99, 1.0]"
+    )
+    assert code == 0 and "| scene frames | 2 | 58.92 ± 0.00 |" in table, "closed: input unchanged"
+
+
 def test_inpaint_baseline_fills_saturated_spots():
     image = np.full((32, 32, 3), 0.4, np.float32)
     image[14:18, 14:18] = 1.0

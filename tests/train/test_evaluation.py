@@ -42,6 +42,35 @@ def test_a_folder_is_scored_whole_unless_the_weights_trained_on_it(tmp_path: Pat
     assert label == "frames (test split)" and len(images) == len(held_out) < 20
 
 
+def test_the_val_split_takes_other_scenes_and_photos_than_the_test_split(tmp_path: Path):
+    names = write_named_images(tmp_path / "frames", 40)
+    by_split = {}
+    for split in ("test", "val"):
+        options = EvalOptions(clean_dirs=(tmp_path / "frames",), frames_per_scene=1, split=split)
+        cleans = evaluation.held_out_cleans(options)
+        scenes = len(data.SCENE_SEEDS[split])
+        photos = [name for name in names if data.split_of(name) == split]
+        assert len(cleans) == scenes + len(photos) and photos, split
+        (_, (label, _)) = evaluation.nothing_to_fix(options, trained_dirs=("frames",))
+        assert label == f"frames ({split} split)"
+        by_split[split] = cleans[0]
+    assert not np.array_equal(by_split["test"], by_split["val"]), "different scenes"
+
+
+def test_eval_set_parses_yaml_values_and_refuses_what_is_not_key_value(capsys):
+    from smokeclear.cli.train import network_setting
+
+    assert network_setting("pass_through_density=[0.1, 0.2]") == (
+        "pass_through_density",
+        [0.1, 0.2],
+    )
+    assert network_setting(" whiteness_radius=24") == ("whiteness_radius", 24)
+    assert main(["eval", "desmoke", "--set", "width"]) == 2
+    assert "'width' is not KEY=VALUE" in capsys.readouterr().err
+    assert main(["eval", "desmoke", "--set", "width=[1"]) == 2
+    assert "is not YAML" in capsys.readouterr().err
+
+
 def test_harm_rows_score_output_against_input_and_format_as_a_table():
     images = [grey(0.5, 16), grey(0.3, 16)]
     darker = evaluation.harm_rows(
