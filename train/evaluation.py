@@ -104,6 +104,16 @@ def evaluate_sets(
     return rows
 
 
+def held_out_scene_frames(options: EvalOptions, highlights: bool = True) -> list[np.ndarray]:
+    """Clean frames of ``options.split``'s scenes, spread over ~30 s of each
+    (``options.frames_per_scene`` each): ``(H, W, 3)`` float32 RGB in [0, 1]."""
+    return [
+        data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=highlights).clean)
+        for scene in data.scenes_for(options.split, *data.SCENE_EVAL_SIZE)
+        for k in range(options.frames_per_scene)
+    ]
+
+
 def held_out_cleans(options: EvalOptions, highlights: bool = True) -> list[np.ndarray]:
     """Held-out clean images: the scene frames of ``options.split`` (test or val seeds),
     spread over ~30 s of each scene (``options.frames_per_scene`` each), then that split
@@ -112,11 +122,7 @@ def held_out_cleans(options: EvalOptions, highlights: bool = True) -> list[np.nd
     Returns ``(H, W, 3)`` float32 RGB images in [0, 1]. ``highlights`` False renders
     the scene without its specular highlights.
     """
-    cleans = [
-        data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=highlights).clean)
-        for scene in data.scenes_for(options.split, *data.SCENE_EVAL_SIZE)
-        for k in range(options.frames_per_scene)
-    ]
+    cleans = held_out_scene_frames(options, highlights)
     for folder in options.clean_dirs:
         cleans += [
             data.read_rgb(path)
@@ -162,16 +168,7 @@ def nothing_to_fix(
     training folders (``trained_dirs``): of that only the held-out split (``options.split``).
     Returns ``(label, images)``, ``(H, W, 3)`` float32 RGB in [0, 1].
     """
-    sets = [
-        (
-            "scene frames",
-            [
-                data.bgr8_to_rgb(scene.render(97 * k + 13, highlights=highlights).clean)
-                for scene in data.scenes_for(options.split, *data.SCENE_EVAL_SIZE)
-                for k in range(options.frames_per_scene)
-            ],
-        )
-    ]
+    sets = [("scene frames", held_out_scene_frames(options, highlights))]
     for folder in options.clean_dirs:
         trained = folder.name in trained_dirs
         images = [

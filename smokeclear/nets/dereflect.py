@@ -62,6 +62,7 @@ from torch import nn
 
 from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
+from smokeclear.nets.gates import check_band, ramp
 
 #: The paper's kernel initialisation (its Sec. 3, ``k_L``).
 LAPLACIAN_KERNEL = ((0.0, -1.0, 0.0), (-1.0, 4.0, -1.0), (0.0, -1.0, 0.0))
@@ -96,12 +97,8 @@ class DereflectConfig:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if self.se_blocks < 1 or self.se_reduction < 1:
             raise ValueError("se_blocks and se_reduction must be >= 1")
-        low, high = self.pass_through_confidence
-        if low > high:
-            raise ValueError(f"pass_through_confidence ({low}, {high}) must go from low to high")
-        low, high = self.pass_through_whiteness
-        if low > high:
-            raise ValueError(f"pass_through_whiteness ({low}, {high}) must go from low to high")
+        check_band("pass_through_confidence", self.pass_through_confidence)
+        check_band("pass_through_whiteness", self.pass_through_whiteness)
         if self.whiteness_radius < 0:
             raise ValueError(f"whiteness_radius must be >= 0, got {self.whiteness_radius}")
 
@@ -323,7 +320,7 @@ class DereflectStep(nn.Module):
         transmission = self._image(self.to_rgb(out), previous, 1)
         if self.config.confidence_gate:
             low, high = self.config.pass_through_confidence
-            opened = ((confidence - low) / (high - low)).clamp(0, 1) if high > low else confidence
+            opened = ramp(confidence, (low, high)) if high > low else confidence
             transmission = image + opened * (transmission - image)
         side_quarter = side_half = None
         if side_outputs:
@@ -352,7 +349,7 @@ def whiteness_gate(image: torch.Tensor, low: float, high: float, radius: int) ->
     W must be multiples of the block when ``radius`` > 0.
     """
     white = image.float().amin(dim=1, keepdim=True)
-    gate = ((white - low) / (high - low)).clamp(0.0, 1.0)
+    gate = ramp(white, (low, high))
     if radius == 0:
         return gate
     steps = -(-radius // WHITENESS_BLOCK)

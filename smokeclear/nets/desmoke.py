@@ -47,6 +47,7 @@ from torch import nn
 
 from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
+from smokeclear.nets.gates import check_band, ramp
 from smokeclear.nets.pyramid import laplacian_pyramid
 
 #: The smoke gate's starting bias: sigmoid(4) = 0.98, the correction almost whole.
@@ -79,9 +80,7 @@ class DesmokeConfig:
             raise ValueError(f"levels must be >= 3 (the paper uses 6), got {self.levels}")
         if self.encoder_convs < 1 or self.decoder_convs < 1:
             raise ValueError("encoder_convs and decoder_convs must be >= 1")
-        low, high = self.pass_through_density
-        if low > high:
-            raise ValueError(f"pass_through_density ({low}, {high}) must go from low to high")
+        check_band("pass_through_density", self.pass_through_density)
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -173,7 +172,7 @@ class DesmokeNet(nn.Module):
             correction = torch.sigmoid(self.to_gate(hidden)) * correction
         low, high = config.pass_through_density
         if high > low:
-            opened = ((regional_dark_channel(image) - low) / (high - low)).clamp(0.0, 1.0)
+            opened = ramp(regional_dark_channel(image), (low, high))
             correction = opened.to(dtype) * correction
         return image.to(dtype) + correction
 

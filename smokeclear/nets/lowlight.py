@@ -53,6 +53,7 @@ from torch import nn
 
 from smokeclear.config import bounded
 from smokeclear.nets.checks import check_image_batch
+from smokeclear.nets.gates import check_band, ramp
 from smokeclear.nets.spatial_rnn import DIRECTIONS, SpatialRNN
 
 #: Downsampling ratios of the encoders and of the multi-scale RNN features.
@@ -83,9 +84,7 @@ class LowlightConfig:
             raise ValueError(f"dilation must be >= 1, got {self.dilation}")
         if self.max_length < 8:
             raise ValueError(f"max_length must be >= 8, got {self.max_length}")
-        low, high = self.pass_through_luma
-        if low > high:
-            raise ValueError(f"pass_through_luma ({low}, {high}) must go from low to high")
+        check_band("pass_through_luma", self.pass_through_luma)
 
     @property
     def rnn_channels(self) -> int:
@@ -255,5 +254,5 @@ class LowlightNet(nn.Module):
         weights = image.new_tensor(REC709_LUMA, dtype=torch.float32).view(1, 3, 1, 1)
         # in FP32: a frame-wide mean, kept out of FP16 in an exported engine
         luma = (image.float() * weights).sum(dim=1).mean(dim=(1, 2))
-        passed = ((luma - low) / (high - low)).clamp(0.0, 1.0).to(enhanced.dtype)
+        passed = ramp(luma, (low, high)).to(enhanced.dtype)
         return enhanced + passed.view(-1, 1, 1, 1) * (image - enhanced)
