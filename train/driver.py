@@ -155,6 +155,7 @@ def train(spec: RestorerSpec, options: TrainOptions, replicas: Replicas | None =
         out_dir=options.out_dir,
         metadata={"train_config": to_mapping(config), "data_recipe": data_recipe, "loss": loss},
         resume=options.resume,
+        keep_epochs=options.keep_epochs,
         progress=options.progress,
         replicas=replicas,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +171,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     replicas: Replicas | None = None,
+    keep_epochs: bool = False,
 ) -> FitResult:
     """Train ``model`` until its validation score (PSNR by default) stops improving.
 
@@ -184,6 +186,7 @@ def fit(
         out_dir: receives ``last.safetensors``, ``last.state.pt`` and ``best.safetensors``.
         metadata: recorded in every checkpoint (config, data recipe, ...).
         resume: continue from ``out_dir/last.*``.
+        keep_epochs: also keep every epoch's weights as ``out_dir/epochNNN.safetensors``.
         replicas: the device, and under torchrun the ranks (see
             :mod:`~smokeclear.train.distributed`): ``model``, the batches and
             ``validation`` go to its device (the objective's nets are the caller's);
@@ -303,6 +306,10 @@ def fit(
             if improved:
                 save_weights(model, out_dir / "best.safetensors", spec, checkpoint_metadata)
             save_weights(model, out_dir / "last.safetensors", spec, checkpoint_metadata)
+            if keep_epochs:
+                shutil.copyfile(
+                    out_dir / "last.safetensors", out_dir / f"epoch{epoch + 1:03d}.safetensors"
+                )
             torch.save(
                 {
                     "optimizer": optimizer.state_dict(),

@@ -21,6 +21,7 @@ class TrainOptions:
     progress: bool = True
     pairs_dirs: tuple[Path, ...] = ()  # real pairs in the restorer's PairLayout
     vgg_weights: Path | None = None  # torchvision VGG state dict for a perceptual loss
+    keep_epochs: bool = False  # also keep each epoch's weights (epochNNN.safetensors)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,12 @@ def add_parsers(commands, verbose: argparse.ArgumentParser) -> None:
         help="start from these weights, e.g. the shipped ones to fine-tune",
     )
     train.add_argument("--max-epochs", type=int)
+    train.add_argument(
+        "--keep-epochs",
+        action="store_true",
+        help="also keep each epoch's weights in --out (epochNNN.safetensors), e.g. to average "
+        "the last few with `python -m smokeclear.train.average`",
+    )
     train.add_argument("--steps-per-epoch", type=int)
     train.add_argument(
         "--device",
@@ -142,6 +148,7 @@ def command_train(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         pairs_dirs=tuple(args.pairs_dir),
         vgg_weights=args.vgg_weights,
+        keep_epochs=args.keep_epochs,
     )
     with distributed.session(args.device, args.backend) as replicas:
         result = driver.train(spec, options, replicas)

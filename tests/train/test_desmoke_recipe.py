@@ -131,3 +131,48 @@ def test_the_gated_start_does_what_its_source_did(tmp_path: Path, tiny_weights: 
     with pytest.raises(SystemExit):
         desmoke.main(["gate", str(out), str(tmp_path / "twice.safetensors")])
     assert "already has a smoke gate" in capsys.readouterr().err
+
+
+def test_log_mse_counts_each_patch_by_its_psnr():
+    import torch
+
+    objective = desmoke.objective(replace(desmoke.DesmokeTrainConfig(), loss="log_mse"), None)
+    clean = torch.zeros(2, 3, 8, 8)
+    output = torch.stack([torch.full((3, 8, 8), 0.1), torch.full((3, 8, 8), 0.001)])
+    loss = objective(torch.nn.Identity(), (output, clean))
+    # PSNR 20 dB and 60 dB; the floor 1e-5 caps the second at 50 dB (plus the 1e-6 error)
+    expected = (np.log10(0.01 + 1e-5) + np.log10(1e-6 + 1e-5)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert desmoke.objective(desmoke.DesmokeTrainConfig(), None) is None, "mse: the driver's"
+
+
+def test_log_mse_trains_and_is_recorded_with_every_epoch_kept(tmp_path: Path, tiny_weights: Path):
+    from smokeclear.nets.loading import weights_metadata
+
+    config = tmp_path / "log.yaml"
+    config.write_text(
+        "train: {patch_size: 64, batch_size: 2, steps_per_epoch: 2, max_epochs: 1,"
+        " validation_size: 2, loss: log_mse}\n"
+    )
+    options = TrainOptions(
+        out_dir=tmp_path / "run",
+        config_path=config,
+        init_weights=tiny_weights,
+        progress=False,
+        keep_epochs=True,
+        max_epochs=2,
+    )
+    driver.train(DESMOKE, options)
+    kept = sorted(path.name for path in (tmp_path / "run").glob("epoch*.safetensors"))
+    assert kept == ["epoch001.safetensors", "epoch002.safetensors"]
+    assert weights_metadata(tmp_path / "run" / "epoch001.safetensors")["epoch"] == 1
+    metadata = weights_metadata(tmp_path / "run" / "desmoke.safetensors")
+    assert metadata["loss"] == "mean over patches of log10(mse + 1e-05)"
+    assert metadata["train_config"]["loss"] == "log_mse"
+
+
+def test_config_rejects_an_unknown_loss(tmp_path: Path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train: {loss: l1}\n")
+    with pytest.raises(UserError, match="loss must be one of mse, log_mse"):
+        load_config(desmoke.DesmokeTrainConfig, config, section="train")
