@@ -7,7 +7,7 @@ weights leads to wider optima") sits nearer its centre. Batch-norm running stati
 are averaged like the weights; integer buffers (batch counts) come from the last file.
 
 OUT is written in FP16 like the weights a run ships, with the last file's metadata,
-the epochs averaged, and the average's own score on the run's validation batch (drawn
+the files and epochs averaged, and the average's own score on the run's validation batch (drawn
 again from its train config and clean folders).
 """
 
@@ -29,7 +29,8 @@ from smokeclear.train.loop import Validation, validate
 
 def average_weights(restorer: str, paths: list[Path]) -> tuple[nn.Module, dict]:
     """The network whose floating-point tensors are the mean of ``paths``' and the
-    metadata to ship it with (the last file's, plus ``averaged_epochs``)."""
+    metadata to ship it with: the last file's, plus ``averaged`` (each file's name and
+    epoch) and the mean's validation score."""
     if not paths:
         raise UserError("no weights files to average", "Pass one or more .safetensors files.")
     spec = get_restorer(restorer)
@@ -50,12 +51,20 @@ def average_weights(restorer: str, paths: list[Path]) -> tuple[nn.Module, dict]:
     }
     first.load_state_dict(mean)
     metadata = weights_metadata(paths[-1])
-    for key in ("restorer", "network_config", "format"):
+    for key in ("restorer", "network_config", "format", "epoch"):
         metadata.pop(key, None)
-    metadata["averaged_epochs"] = [weights_metadata(path).get("epoch") for path in paths]
-    metadata["averaged_files"] = [path.name for path in paths]
+    metadata["averaged"] = [_provenance(path) for path in paths]
     metadata.update(validation_score(restorer, first, metadata))
     return first, metadata
+
+
+def _provenance(path: Path) -> dict:
+    """What an averaged file was: its name, epoch and (itself a mean) what it averaged."""
+    metadata = weights_metadata(path)
+    entry = {"file": path.name, "epoch": metadata.get("epoch")}
+    if "averaged" in metadata:
+        entry["averaged"] = metadata["averaged"]
+    return entry
 
 
 def validation_score(restorer: str, network: nn.Module, metadata: dict) -> dict[str, float]:

@@ -135,6 +135,8 @@ def train(spec: RestorerSpec, options: TrainOptions, replicas: Replicas | None =
     objective = recipe.objective(config, vgg) if recipe.objective is not None else None
     replicas.prepare_objective(objective)
     data_recipe = {**recipe.data_recipe(config), **data.frame_sources(options, len(photos))}
+    if options.resume and options.init_weights is None:
+        data_recipe["init_weights"] = _resumed_start(options.out_dir)
     if replicas.distributed:
         data_recipe["ranks"] = replicas.world_size
         data_recipe["effective_batch"] = replicas.world_size * config.batch_size
@@ -190,6 +192,15 @@ def evaluate(spec: RestorerSpec, options: EvalOptions) -> list[EvalRow]:
     if options.json_path:
         evaluation.write_rows(options.json_path, rows + harmless)
     return rows + harmless
+
+
+def _resumed_start(out_dir: Path) -> str | None:
+    """The ``--init`` weights of the run being resumed in ``out_dir`` (None: from scratch)."""
+    last = out_dir / "last.safetensors"
+    if not last.is_file():
+        return None  # fit's resume says what is missing
+    recipe = weights_metadata(last).get("data_recipe")
+    return recipe.get("init_weights") if isinstance(recipe, dict) else None
 
 
 def _trained_dirs(metadata: dict[str, Any]) -> tuple[str, ...]:

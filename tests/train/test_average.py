@@ -36,9 +36,17 @@ def test_the_mean_of_epochs(tmp_path: Path, tiny_weights: Path, capsys):
     torch.testing.assert_close(mean.to_rgb.bias, source.to_rgb.bias + 0.2, atol=1e-3, rtol=0)
     torch.testing.assert_close(mean.to_rgb.weight, source.to_rgb.weight, atol=1e-3, rtol=0)
     metadata = weights_metadata(out)
-    assert metadata["averaged_epochs"] == [1, 2, 3] and metadata["data_recipe"]["seed"] == 3
+    assert [entry["epoch"] for entry in metadata["averaged"]] == [1, 2, 3]
+    assert metadata["data_recipe"]["seed"] == 3, "the last file's metadata"
     # its own validation score, not the last epoch's
     assert 0 < metadata["val_psnr"] < 99.0
+
+    # a mean of a mean (and a file of no run) says what it was made of
+    again = tmp_path / "again.safetensors"
+    assert average.main(["desmoke", str(again), str(tiny_weights), str(out)]) == 0
+    (source, mean_entry) = weights_metadata(again)["averaged"]
+    assert source == {"file": tiny_weights.name, "epoch": None}
+    assert [entry["epoch"] for entry in mean_entry["averaged"]] == [1, 2, 3]
 
 
 def test_a_run_whose_clean_folder_is_gone_is_not_scored(tmp_path: Path, tiny_weights: Path, capsys):

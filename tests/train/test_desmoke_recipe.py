@@ -75,6 +75,7 @@ def test_fine_tuning_starts_from_given_weights(tmp_path: Path, tiny_weights: Pat
     )
     metadata = weights_metadata(tmp_path / "run" / "desmoke.safetensors")
     assert metadata["network_config"]["width"] == 4 and metadata["epochs"] == 2
+    assert metadata["data_recipe"]["init_weights"] == str(tiny_weights), "a resumed run's start"
 
 
 def _sampler(rng, **fields) -> desmoke.PairSampler:
