@@ -24,7 +24,7 @@ from smokeclear.errors import UserError, exit_status
 from smokeclear.nets.loading import load_restorer, save_weights, weights_metadata
 from smokeclear.registry import get_restorer
 from smokeclear.train import driver
-from smokeclear.train.loop import Validation, validate
+from smokeclear.train.loop import as_validation
 
 
 def average_weights(restorer: str, paths: list[Path]) -> tuple[nn.Module, dict]:
@@ -42,25 +42,25 @@ def average_weights(restorer: str, paths: list[Path]) -> tuple[nn.Module, dict]:
                 f"{path} has another network config than {paths[0]}",
                 "Average the epochs of one run.",
             )
-    last = networks[-1].state_dict()
+    states = [network.state_dict() for network in networks]
     mean = {
-        key: torch.stack([n.state_dict()[key] for n in networks]).mean(dim=0)
+        key: torch.stack([state[key] for state in states]).mean(dim=0)
         if tensor.is_floating_point()
         else tensor
-        for key, tensor in last.items()
+        for key, tensor in states[-1].items()
     }
     first.load_state_dict(mean)
-    metadata = weights_metadata(paths[-1])
+    metadatas = [weights_metadata(path) for path in paths]
+    metadata = dict(metadatas[-1])
     for key in ("restorer", "network_config", "format", "epoch"):
         metadata.pop(key, None)
-    metadata["averaged"] = [_provenance(path) for path in paths]
+    metadata["averaged"] = [_provenance(p, m) for p, m in zip(paths, metadatas, strict=True)]
     metadata.update(validation_score(restorer, first, metadata))
     return first, metadata
 
 
-def _provenance(path: Path) -> dict:
+def _provenance(path: Path, metadata: dict) -> dict:
     """What an averaged file was: its name, epoch and (itself a mean) what it averaged."""
-    metadata = weights_metadata(path)
     entry = {"file": path.name, "epoch": metadata.get("epoch")}
     if "averaged" in metadata:
         entry["averaged"] = metadata["averaged"]
@@ -82,11 +82,10 @@ def validation_score(restorer: str, network: nn.Module, metadata: dict) -> dict[
             f"the run's clean folders {', '.join(missing)} are not here to validate on",
             "Average where the run was trained (the folders are read from its metadata).",
         )
-    validation = recipe.validation(driver.validation_batch(spec, config, folders), config)
+    batch = driver.validation_batch(spec, config, folders)
+    validation = as_validation(recipe.validation(batch, config), "cpu")
     with torch.no_grad():
-        if isinstance(validation, Validation):
-            return {validation.key: validation.score(network)}
-        return {"val_psnr": validate(network, validation)}
+        return {validation.key: validation.score(network)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +42,7 @@ from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.dcp import dehaze_dcp
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import Batch
+from smokeclear.train.loop import Batch, StatelessObjective
 from smokeclear.train.recipe import TINY_TRAIN, EvalRun, Recipe, TrainingSampler
 
 log = logging.getLogger(__name__)
@@ -145,7 +144,7 @@ class PairSampler(TrainingSampler[DesmokeTrainConfig]):
         )
 
 
-class LogMseObjective:
+class LogMseObjective(StatelessObjective):
     """The mean over patches of ``log10(MSE + floor)``: minus a tenth of their mean PSNR.
 
     Under plain MSE a batch is ruled by its smokiest patches (an error of 0.01 against a
@@ -161,15 +160,6 @@ class LogMseObjective:
         smoky, clean = batch
         mse = (model(smoky) - clean).pow(2).flatten(1).mean(dim=1)
         return torch.log10(mse + self.floor).mean()
-
-    def after_backward(self, model: nn.Module) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 def objective(config: DesmokeTrainConfig, vgg: nn.Module | None) -> LogMseObjective | None:

@@ -54,6 +54,19 @@ class Objective(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class StatelessObjective:
+    """Base of an :class:`Objective` with nothing to clip and no state to checkpoint."""
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Nothing to clip."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class Schedule:
     learning_rate: float
@@ -116,6 +129,14 @@ class Validation:
 
 #: The default validation: mean PSNR of the model on (degraded, clean) pairs.
 PSNR_KEY, PSNR_LABEL, PSNR_UNIT = "val_psnr", "PSNR", "dB"
+
+
+def as_validation(validation: Batch | Validation, device: torch.device | str) -> Validation:
+    """``validation`` as a :class:`Validation`: pairs become mean PSNR on ``device``."""
+    if isinstance(validation, Validation):
+        return validation
+    pairs = on_device(validation, device)
+    return Validation(PSNR_KEY, PSNR_LABEL, PSNR_UNIT, lambda model: validate(model, pairs))
 
 
 @dataclass(frozen=True)
@@ -216,20 +237,8 @@ def fit(
         if schedule.plateau_patience > 0
         else None
     )
-    if isinstance(validation, Validation):
-        key, label, unit, score = (
-            validation.key,
-            validation.label,
-            validation.unit,
-            validation.score,
-        )
-    else:
-        key, label, unit = PSNR_KEY, PSNR_LABEL, PSNR_UNIT
-
-        validation_pairs = on_device(validation, replicas.device)
-
-        def score(model: nn.Module) -> float:
-            return validate(model, validation_pairs)
+    scorer = as_validation(validation, replicas.device)
+    key, label, unit, score = scorer.key, scorer.label, scorer.unit, scorer.score
 
     start_epoch, best_score, bad_epochs = 0, -math.inf, 0
     history: list[dict[str, float]] = []

@@ -38,7 +38,7 @@ from smokeclear.config import bounded
 from smokeclear.train import data, evaluation
 from smokeclear.train.data import SCENE_EVAL_SIZE
 from smokeclear.train.evaluation import EvalRow
-from smokeclear.train.loop import Validation
+from smokeclear.train.loop import StatelessObjective, Validation
 from smokeclear.train.recipe import (
     TINY_TRAIN,
     EvalRun,
@@ -125,7 +125,7 @@ class FrameSampler(TrainingSampler[SmoothTrainConfig]):
 # --------------------------------------------------------------------------- loss
 
 
-class EnergyObjective:
+class EnergyObjective(StatelessObjective):
     """The paper's energy of the network's output, as the training loss."""
 
     def __init__(self, config: EnergyConfig) -> None:
@@ -140,15 +140,6 @@ class EnergyObjective:
             for name in ("data", "flatten", "edge", "large_fraction")
         }
         return terms.total
-
-    def after_backward(self, model: nn.Module) -> None:
-        """Nothing to clip: the paper trains with plain Adam."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 def energy_validation(batch: tuple[torch.Tensor, torch.Tensor], config: EnergyConfig) -> Validation:
